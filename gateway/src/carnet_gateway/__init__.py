@@ -1,0 +1,1 @@
+"""Carnet HTTP gateway: authenticates, translates HTTP ↔ gRPC; never authorises."""

@@ -1,0 +1,1 @@
+"""Carnet dossier service: the shared medical record (documents and their access log)."""

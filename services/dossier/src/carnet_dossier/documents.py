@@ -1,0 +1,304 @@
+"""Use cases of the record's documents: deposit, read, list, download.
+
+Every call asks consent first and writes the access log; a deposit writes its
+metadata, its access-log entry and its ``DocumentDeposited`` event in one transaction,
+after the content is safely in the object store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from carnet.consent.v1 import resources_pb2 as consent_pb
+from carnet.dossier.v1 import events_pb2
+from carnet_kit.auth import Principal
+from carnet_kit.errors import Conflict, DataLoss, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from carnet_kit.objectstore import ObjectStore
+from carnet_kit.outbox import enqueue, stream_name
+from carnet_kit.telemetry import ATTR_DOCUMENT_ID, ATTR_HOLDER_ID
+from google.protobuf import json_format, timestamp_pb2
+from opentelemetry import trace
+
+from carnet_dossier import store
+from carnet_dossier.domain import NewDocument, PageCursor, check_content, encode_page_token
+from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
+from carnet_dossier.store import DocumentFilter, DocumentRecord
+
+tracer = trace.get_tracer("carnet_dossier")
+
+EVENT_STREAM = stream_name("dossier")
+DOCUMENT_DEPOSITED = "carnet.dossier.v1.DocumentDepositedEvent"
+
+
+def actor_record(principal: Principal) -> dict[str, Any]:
+    """How an actor is written in the access log and in ``deposited_by``."""
+    return json_format.MessageToDict(principal.to_actor(), preserving_proto_field_name=True)
+
+
+def _item_facts(record: DocumentRecord) -> ItemFacts:
+    return ItemFacts(
+        kind=consent_pb.ITEM_KIND_DOCUMENT,
+        document_class=record.class_code,
+        type_code=record.type_code,
+        author_rpps=record.author.rpps,
+        author_organisation_id=record.author.organisation_id,
+        hidden_from_professionals=record.hidden_from_professionals,
+        invisible_to_holder=record.invisible_to_holder,
+        invisible_to_representatives=record.invisible_to_representatives,
+    )
+
+
+@dataclass(frozen=True)
+class HolderRef:
+    """How a deposit names its holder: a person id or an INS."""
+
+    holder_id: str = ""
+    holder_ins: str = ""
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """One page of a listing."""
+
+    documents: list[DocumentRecord]
+    next_page_token: str
+
+
+class DocumentService:
+    """The document use cases of the dossier service."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        blobs: ObjectStore,
+        consent: ConsentClient,
+        identity: IdentityClient,
+        *,
+        max_document_bytes: int,
+        professional_search_years: int = 2,
+    ) -> None:
+        self._pool = pool
+        self._blobs = blobs
+        self._consent = consent
+        self._identity = identity
+        self._max_bytes = max_document_bytes
+        self._professional_years = professional_search_years
+
+    async def _resolve_holder(self, ref: HolderRef) -> uuid.UUID:
+        if ref.holder_id:
+            try:
+                return uuid.UUID(ref.holder_id)
+            except ValueError:
+                raise InvalidArgument("holder_id must be a UUID", field="metadata.holder_id") from None
+        if ref.holder_ins:
+            return uuid.UUID(await self._identity.person_id_for_ins(ref.holder_ins))
+        raise InvalidArgument("holder_id or holder_ins is required", field="metadata.holder_id")
+
+    async def _decide(
+        self, principal: Principal, holder_id: uuid.UUID, action: int, facts: ItemFacts, item_id: str
+    ) -> None:
+        decision = await self._consent.decide(principal, str(holder_id), action, facts)
+        if not decision.allowed:
+            await store.add_access_log(
+                self._pool,
+                holder_id=holder_id,
+                actor=actor_record(principal),
+                action=consent_pb.Action.Name(action),  # type: ignore[arg-type]
+                item_id=item_id,
+                reason=decision.reason_code,
+                outcome="denied",
+            )
+            raise PermissionDenied(
+                f"consent refused this access ({decision.reason_code})", reason=decision.reason_code or "ACCESS_DENIED"
+            )
+
+    async def _read_content(self, chunks: AsyncIterator[bytes]) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise ResourceExhausted(
+                    f"the document exceeds the size limit of {self._max_bytes} bytes",
+                    reason="DOCUMENT_TOO_LARGE",
+                    metadata={"limit_bytes": str(self._max_bytes)},
+                )
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _existing(self, unique_id: str, holder_id: uuid.UUID, sha256: str) -> DocumentRecord | None:
+        existing = await store.find_by_unique_id(self._pool, unique_id)
+        if existing is None:
+            return None
+        if existing.holder_id == holder_id and existing.sha256 == sha256:
+            return existing
+        raise Conflict(
+            "a document with this unique_id exists with other content",
+            reason="UNIQUE_ID_TAKEN",
+            metadata={"unique_id": unique_id},
+        )
+
+    async def deposit(
+        self, principal: Principal, holder: HolderRef, new: NewDocument, chunks: AsyncIterator[bytes]
+    ) -> tuple[DocumentRecord, bool]:
+        """Store a document; the same unique_id and bytes returns the existing one (created=False)."""
+        holder_id = await self._resolve_holder(holder)
+        facts = ItemFacts(
+            kind=consent_pb.ITEM_KIND_DOCUMENT,
+            document_class=new.class_code,
+            type_code=new.type_code,
+            author_rpps=new.author.rpps,
+            author_organisation_id=new.author.organisation_id,
+            hidden_from_professionals=new.hidden_from_professionals,
+            invisible_to_holder=new.invisible_to_holder,
+            invisible_to_representatives=new.invisible_to_representatives,
+        )
+        await self._decide(principal, holder_id, consent_pb.ACTION_CREATE, facts, new.unique_id)
+        content = await self._read_content(chunks)
+        check_content(content, new.format)
+        sha256 = hashlib.sha256(content).hexdigest()
+        existing = await self._existing(new.unique_id, holder_id, sha256)
+        if existing is not None:
+            return existing, False
+        document_id = uuid.uuid4()
+        blob_key = f"documents/{holder_id}/{document_id}"
+        with tracer.start_as_current_span("store document content", attributes={ATTR_DOCUMENT_ID: str(document_id)}):
+            await self._blobs.put(blob_key, content, new.format.value)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                record = await store.insert_document(
+                    conn,
+                    document_id=document_id,
+                    holder_id=holder_id,
+                    new=new,
+                    holder_own=principal.role == "holder" and principal.subject == str(holder_id),
+                    size_bytes=len(content),
+                    sha256=sha256,
+                    blob_key=blob_key,
+                    deposited_by=actor_record(principal),
+                )
+                await store.add_access_log(
+                    conn,
+                    holder_id=holder_id,
+                    actor=actor_record(principal),
+                    action="ACTION_CREATE",
+                    item_id=str(document_id),
+                    reason="",
+                    outcome="allowed",
+                )
+                occur = timestamp_pb2.Timestamp()
+                occur.FromDatetime(record.created_at)
+                event_id = str(uuid.uuid4())
+                await enqueue(
+                    conn,
+                    schema=store.SCHEMA,
+                    stream=EVENT_STREAM,
+                    event_type=DOCUMENT_DEPOSITED,
+                    event_id=event_id,
+                    payload=events_pb2.DocumentDepositedEvent(
+                        event_id=event_id,
+                        document_id=str(document_id),
+                        holder_id=str(holder_id),
+                        title=record.title,
+                        type_code=record.type_code,
+                        deposited_by=principal.to_actor(),
+                        occur_time=occur,
+                    ),
+                )
+        except asyncpg.UniqueViolationError:
+            # A concurrent deposit of the same unique_id won the race.
+            await self._blobs.delete(blob_key)
+            winner = await self._existing(new.unique_id, holder_id, sha256)
+            if winner is None:
+                raise
+            return winner, False
+        except BaseException:
+            await asyncio.shield(self._blobs.delete(blob_key))
+            raise
+        trace.get_current_span().set_attributes({ATTR_DOCUMENT_ID: str(document_id), ATTR_HOLDER_ID: str(holder_id)})
+        return record, True
+
+    async def _load(self, document_id: uuid.UUID) -> DocumentRecord:
+        record = await store.get_document(self._pool, document_id)
+        if record is None or record.status == "deleted":
+            raise NotFound("no such document", reason="DOCUMENT_NOT_FOUND", metadata={"document_id": str(document_id)})
+        return record
+
+    async def get(self, principal: Principal, document_id: uuid.UUID) -> DocumentRecord:
+        """A document's metadata, if consent allows reading it."""
+        record = await self._load(document_id)
+        await self._decide(principal, record.holder_id, consent_pb.ACTION_READ, _item_facts(record), str(document_id))
+        return record
+
+    async def download(self, principal: Principal, document_id: uuid.UUID) -> tuple[DocumentRecord, AsyncIterator[bytes]]:
+        """The metadata and the content stream; the stream fails with DATA_LOSS if the bytes changed."""
+        record = await self._load(document_id)
+        await self._decide(principal, record.holder_id, consent_pb.ACTION_READ, _item_facts(record), str(document_id))
+        await store.add_access_log(
+            self._pool,
+            holder_id=record.holder_id,
+            actor=actor_record(principal),
+            action="ACTION_READ",
+            item_id=str(document_id),
+            reason="",
+            outcome="allowed",
+        )
+
+        async def content() -> AsyncIterator[bytes]:
+            digest = hashlib.sha256()
+            size = 0
+            async for chunk in self._blobs.stream(record.blob_key):
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+            if digest.hexdigest() != record.sha256 or size != record.size_bytes:
+                raise DataLoss("stored content failed its integrity check", reason="CONTENT_INTEGRITY_FAILED")
+
+        return record, content()
+
+    async def list(
+        self,
+        principal: Principal,
+        holder_id: uuid.UUID,
+        filters: DocumentFilter,
+        cursor: PageCursor | None,
+        page_size: int,
+    ) -> DocumentPage:
+        """A page of the documents the caller may see, newest first.
+
+        A professional's search without a start date covers the last two years
+        (PRODUCT.md: "a professional's first automatic search").
+        """
+        await self._decide(
+            principal, holder_id, consent_pb.ACTION_LIST, ItemFacts(kind=consent_pb.ITEM_KIND_SPACE), str(holder_id)
+        )
+        if principal.role == "professional" and filters.since is None:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(days=365 * self._professional_years)
+            filters = DocumentFilter(**{**filters.__dict__, "since": since})
+        rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1)
+        page, more = rows[:page_size], len(rows) > page_size
+        decisions = await asyncio.gather(
+            *(
+                self._consent.decide(principal, str(holder_id), consent_pb.ACTION_READ, _item_facts(record))
+                for record in page
+            )
+        )
+        visible = [record for record, decision in zip(page, decisions, strict=True) if decision.allowed]
+        await store.add_access_log(
+            self._pool,
+            holder_id=holder_id,
+            actor=actor_record(principal),
+            action="ACTION_LIST",
+            item_id=str(holder_id),
+            reason="",
+            outcome="allowed",
+        )
+        next_token = encode_page_token(PageCursor(page[-1].created_at, page[-1].document_id)) if more else ""
+        return DocumentPage(visible, next_token)

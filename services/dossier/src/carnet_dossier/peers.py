@@ -1,0 +1,123 @@
+"""Calls dossier makes to other services: consent for every decision, identity for INS lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+from carnet.consent.v1 import consent_service_pb2 as consent_pb
+from carnet.consent.v1 import consent_service_pb2_grpc as consent_grpc
+from carnet.consent.v1 import resources_pb2 as consent_res
+from carnet.identity.v1 import identity_service_pb2 as identity_pb
+from carnet.identity.v1 import identity_service_pb2_grpc as identity_grpc
+from carnet_kit.auth import Principal
+from carnet_kit.channels import create_channel
+from carnet_kit.errors import CarnetError, NotFound, PermissionDenied, Unavailable
+from carnet_kit.settings import ServiceSettings
+from carnet_kit.status import parse_rpc_error
+
+CONSENT_SERVICE = "carnet.consent.v1.ConsentService"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What consent answered."""
+
+    allowed: bool
+    reason_code: str
+    obligations: tuple[str, ...]
+    matrix_version: str
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    """What consent needs to know of the item an action is about."""
+
+    kind: int
+    document_class: str = ""
+    type_code: str = ""
+    author_rpps: str = ""
+    author_organisation_id: str = ""
+    hidden_from_professionals: bool = False
+    invisible_to_holder: bool = False
+    invisible_to_representatives: bool = False
+
+
+def _remote(error: grpc.aio.AioRpcError) -> CarnetError:
+    remote = parse_rpc_error(error)
+    if remote.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(f"a service dossier depends on did not answer: {remote.message}", reason="DEPENDENCY_UNAVAILABLE")
+    return remote.to_error()
+
+
+class ConsentClient:
+    """Asks consent's Decide (retried on UNAVAILABLE: a decision has no side effect)."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.channel = create_channel(
+            settings.consent_addr,
+            idempotent={CONSENT_SERVICE: ("Decide", "GetAccessMatrix")},
+            timeout=settings.call_timeout_seconds,
+        )
+        self._stub = consent_grpc.ConsentServiceStub(self.channel)
+
+    async def decide(
+        self, principal: Principal, holder_id: str, action: int, item: ItemFacts, break_glass_reason: str = ""
+    ) -> Decision:
+        """Consent's decision for ``principal`` doing ``action`` on ``item`` of ``holder_id``."""
+        request = consent_pb.DecideRequest(
+            actor=principal.to_actor(),
+            holder_id=holder_id,
+            action=action,  # type: ignore[arg-type]
+            item=consent_res.ItemAttributes(
+                kind=item.kind,  # type: ignore[arg-type]
+                document_class=item.document_class,
+                type_code=item.type_code,
+                author_rpps=item.author_rpps,
+                author_organisation_id=item.author_organisation_id,
+                hidden_from_professionals=item.hidden_from_professionals,
+                invisible_to_holder=item.invisible_to_holder,
+                invisible_to_representatives=item.invisible_to_representatives,
+            ),
+            break_glass_reason=break_glass_reason,
+        )
+        try:
+            response = await self._stub.Decide(request)
+        except grpc.aio.AioRpcError as error:
+            raise _remote(error) from None
+        return Decision(
+            allowed=response.effect == consent_res.EFFECT_ALLOW,
+            reason_code=response.reason_code,
+            obligations=tuple(consent_res.Obligation.Name(o) for o in response.obligations),
+            matrix_version=response.access_matrix_version,
+        )
+
+    async def require(
+        self, principal: Principal, holder_id: str, action: int, item: ItemFacts
+    ) -> Decision:
+        """The decision if it allows; PermissionDenied carrying consent's reason otherwise."""
+        decision = await self.decide(principal, holder_id, action, item)
+        if not decision.allowed:
+            raise PermissionDenied(
+                f"consent refused this access ({decision.reason_code})",
+                reason=decision.reason_code or "ACCESS_DENIED",
+            )
+        return decision
+
+
+class IdentityClient:
+    """Resolves an INS to the holder's person id."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._stub = identity_grpc.IdentityServiceStub(channel)
+
+    async def person_id_for_ins(self, ins: str) -> str:
+        """The person id of an INS; NotFound if identity does not know it."""
+        try:
+            person = await self._stub.LookupPerson(identity_pb.LookupPersonRequest(ins=ins))
+        except grpc.aio.AioRpcError as error:
+            failure = _remote(error)
+            if isinstance(failure, NotFound):
+                raise NotFound("no holder has this INS", reason="HOLDER_NOT_FOUND", metadata={"field": "metadata.holder_ins"}) from None
+            raise failure from None
+        return person.person_id

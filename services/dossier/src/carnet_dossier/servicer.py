@@ -1,0 +1,197 @@
+"""DossierService: turns protos into domain calls and back (no rules here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from carnet.common.v1 import common_pb2
+from carnet.dossier.v1 import dossier_service_pb2 as pb
+from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
+from carnet.dossier.v1 import resources_pb2 as res
+from carnet_kit.auth import current_principal
+from carnet_kit.errors import InvalidArgument
+from google.protobuf import json_format, timestamp_pb2
+
+from carnet_dossier.documents import DocumentService, HolderRef
+from carnet_dossier.domain import (
+    Author,
+    DocumentFormat,
+    clamp_page_size,
+    decode_page_token,
+    parse_uuid,
+    validate_new_document,
+)
+from carnet_dossier.store import DocumentFilter, DocumentRecord
+
+SERVICE_NAME = "carnet.dossier.v1.DossierService"
+CHUNK_SIZE = 64 * 1024
+
+_FORMAT_TO_PROTO = {
+    DocumentFormat.PDF: res.DOCUMENT_FORMAT_PDF,
+    DocumentFormat.CDA_R2_STRUCTURED: res.DOCUMENT_FORMAT_CDA_R2_STRUCTURED,
+    DocumentFormat.CDA_R2_UNSTRUCTURED: res.DOCUMENT_FORMAT_CDA_R2_UNSTRUCTURED,
+    DocumentFormat.TEXT: res.DOCUMENT_FORMAT_TEXT,
+    DocumentFormat.JPEG: res.DOCUMENT_FORMAT_JPEG,
+}
+_PROTO_TO_FORMAT = {value: key for key, value in _FORMAT_TO_PROTO.items()}
+_STATUS_TO_PROTO = {
+    "approved": res.DOCUMENT_STATUS_APPROVED,
+    "deprecated": res.DOCUMENT_STATUS_DEPRECATED,
+    "archived": res.DOCUMENT_STATUS_ARCHIVED,
+    "deleted": res.DOCUMENT_STATUS_DELETED,
+}
+_PROTO_TO_STATUS = {value: key for key, value in _STATUS_TO_PROTO.items()}
+
+
+def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _datetime(message: Any, field: str) -> dt.datetime | None:
+    if not message.HasField(field):
+        return None
+    value: dt.datetime = getattr(message, field).ToDatetime(tzinfo=dt.UTC)
+    return value
+
+
+def document_to_proto(record: DocumentRecord) -> res.Document:
+    """The proto of a stored document."""
+    metadata = res.DocumentMetadata(
+        unique_id=record.unique_id,
+        holder_id=str(record.holder_id),
+        type_code=record.type_code,
+        class_code=record.class_code,
+        format=_FORMAT_TO_PROTO[record.format],
+        title=record.title,
+        service_time=_timestamp(record.service_time),
+        author=res.Author(
+            rpps=record.author.rpps,
+            profession_code=record.author.profession_code,
+            organisation_id=record.author.organisation_id,
+            display_name=record.author.display_name,
+        ),
+        hidden_from_professionals=record.hidden_from_professionals,
+        invisible_to_holder=record.invisible_to_holder,
+        invisible_to_representatives=record.invisible_to_representatives,
+        replaces_document_id=str(record.replaces_document_id or ""),
+        accession_number=record.accession_number,
+    )
+    return res.Document(
+        document_id=str(record.document_id),
+        logical_id=str(record.logical_id),
+        version=record.version,
+        metadata=metadata,
+        status=_STATUS_TO_PROTO[record.status],
+        size_bytes=record.size_bytes,
+        sha256=record.sha256,
+        create_time=_timestamp(record.created_at),
+        deposited_by=json_format.ParseDict(record.deposited_by, common_pb2.Actor(), ignore_unknown_fields=True),
+        holder_own=record.holder_own,
+        mime_type=record.mime_type,
+    )
+
+
+class DossierServicer(pb_grpc.DossierServiceServicer):
+    """gRPC face of the dossier's document use cases."""
+
+    def __init__(self, documents: DocumentService) -> None:
+        self._documents = documents
+
+    async def DepositDocument(
+        self, request_iterator: AsyncIterator[pb.DepositDocumentRequest], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.Document:
+        principal = current_principal()
+        iterator = aiter(request_iterator)
+        try:
+            first = await anext(iterator)
+        except StopAsyncIteration:
+            raise InvalidArgument("the stream is empty: send the metadata first", field="metadata") from None
+        if first.WhichOneof("payload") != "metadata":
+            raise InvalidArgument("the first message must carry the metadata", field="metadata")
+        meta = first.metadata
+        if meta.replaces_document_id:
+            raise InvalidArgument("replacing a document is not available yet", field="metadata.replaces_document_id")
+        new = validate_new_document(
+            unique_id=meta.unique_id,
+            type_code=meta.type_code,
+            class_code=meta.class_code,
+            format=_PROTO_TO_FORMAT.get(meta.format),
+            title=meta.title,
+            service_time=_datetime(meta, "service_time"),
+            author=Author(
+                meta.author.rpps, meta.author.profession_code, meta.author.organisation_id, meta.author.display_name
+            ),
+            hidden_from_professionals=meta.hidden_from_professionals,
+            invisible_to_holder=meta.invisible_to_holder,
+            invisible_to_representatives=meta.invisible_to_representatives,
+            accession_number=meta.accession_number,
+        )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in iterator:
+                if message.WhichOneof("payload") != "chunk":
+                    raise InvalidArgument("only the first message may carry metadata", field="chunk")
+                yield message.chunk
+
+        record, _created = await self._documents.deposit(
+            principal, HolderRef(meta.holder_id, meta.holder_ins), new, chunks()
+        )
+        return document_to_proto(record)
+
+    async def GetDocument(
+        self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.Document:
+        record = await self._documents.get(current_principal(), parse_uuid(request.document_id, "document_id"))
+        return document_to_proto(record)
+
+    async def ListDocuments(
+        self, request: pb.ListDocumentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListDocumentsResponse:
+        principal = current_principal()
+        holder = request.holder_id or (principal.subject if principal.role == "holder" else principal.acting_for)
+        statuses = tuple(_PROTO_TO_STATUS[s] for s in request.statuses if s in _PROTO_TO_STATUS) if hasattr(
+            request, "statuses"
+        ) else ()
+        filters = DocumentFilter(
+            type_code=getattr(request, "type_code", ""),
+            class_code=getattr(request, "class_code", ""),
+            author_rpps=getattr(request, "author_rpps", ""),
+            organisation_id=getattr(request, "organisation_id", ""),
+            since=_datetime(request, "service_time_from") if hasattr(request, "service_time_from") else None,
+            until=_datetime(request, "service_time_to") if hasattr(request, "service_time_to") else None,
+            statuses=statuses or ("approved",),
+            title_query=getattr(request, "title_query", ""),
+        )
+        page = await self._documents.list(
+            principal,
+            parse_uuid(holder, "holder_id"),
+            filters,
+            decode_page_token(request.page_token),
+            clamp_page_size(request.page_size),
+        )
+        return pb.ListDocumentsResponse(
+            documents=[document_to_proto(r) for r in page.documents], next_page_token=page.next_page_token
+        )
+
+    async def DownloadDocument(
+        self, request: pb.DownloadDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.DownloadDocumentResponse]:
+        record, content = await self._documents.download(
+            current_principal(), parse_uuid(request.document_id, "document_id")
+        )
+        yield pb.DownloadDocumentResponse(document=document_to_proto(record))
+        buffer = b""
+        async for chunk in content:
+            buffer += chunk
+            while len(buffer) >= CHUNK_SIZE:
+                yield pb.DownloadDocumentResponse(chunk=buffer[:CHUNK_SIZE])
+                buffer = buffer[CHUNK_SIZE:]
+        if buffer:
+            yield pb.DownloadDocumentResponse(chunk=buffer)

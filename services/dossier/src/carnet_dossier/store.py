@@ -1,0 +1,221 @@
+"""SQL of the dossier schema (documents and the access log)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from carnet_dossier.domain import Author, DocumentFormat, NewDocument, PageCursor
+
+SCHEMA = "dossier"
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """A stored document's metadata."""
+
+    document_id: uuid.UUID
+    logical_id: uuid.UUID
+    version: int
+    holder_id: uuid.UUID
+    unique_id: str
+    type_code: str
+    class_code: str
+    format: DocumentFormat
+    mime_type: str
+    title: str
+    service_time: dt.datetime | None
+    author: Author
+    hidden_from_professionals: bool
+    invisible_to_holder: bool
+    invisible_to_representatives: bool
+    holder_own: bool
+    status: str
+    size_bytes: int
+    sha256: str
+    blob_key: str
+    accession_number: str
+    replaces_document_id: uuid.UUID | None
+    deposited_by: dict[str, Any]
+    created_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> DocumentRecord:
+        """Map a ``documents`` row."""
+        return cls(
+            document_id=row["document_id"],
+            logical_id=row["logical_id"],
+            version=row["version"],
+            holder_id=row["holder_id"],
+            unique_id=row["unique_id"],
+            type_code=row["type_code"],
+            class_code=row["class_code"],
+            format=DocumentFormat[row["format"]],
+            mime_type=row["mime_type"],
+            title=row["title"],
+            service_time=row["service_time"],
+            author=Author(row["author_rpps"], row["author_profession"], row["author_organisation"], row["author_name"]),
+            hidden_from_professionals=row["hidden_from_professionals"],
+            invisible_to_holder=row["invisible_to_holder"],
+            invisible_to_representatives=row["invisible_to_representatives"],
+            holder_own=row["holder_own"],
+            status=row["status"],
+            size_bytes=row["size_bytes"],
+            sha256=row["sha256"],
+            blob_key=row["blob_key"],
+            accession_number=row["accession_number"],
+            replaces_document_id=row["replaces_document_id"],
+            deposited_by=row["deposited_by"],
+            created_at=row["created_at"],
+        )
+
+
+async def insert_document(
+    conn: asyncpg.Connection,
+    *,
+    document_id: uuid.UUID,
+    holder_id: uuid.UUID,
+    new: NewDocument,
+    holder_own: bool,
+    size_bytes: int,
+    sha256: str,
+    blob_key: str,
+    deposited_by: dict[str, Any],
+) -> DocumentRecord:
+    """Insert a first version; UniqueViolationError if the unique_id is taken."""
+    row = await conn.fetchrow(
+        """
+        INSERT INTO documents (
+            document_id, logical_id, version, holder_id, unique_id, type_code, class_code, format, mime_type,
+            title, service_time, author_rpps, author_profession, author_organisation, author_name,
+            hidden_from_professionals, invisible_to_holder, invisible_to_representatives, holder_own,
+            size_bytes, sha256, blob_key, accession_number, deposited_by)
+        VALUES ($1, $1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                $22)
+        RETURNING *
+        """,
+        document_id,
+        holder_id,
+        new.unique_id,
+        new.type_code,
+        new.class_code,
+        new.format.name,
+        new.format.value,
+        new.title,
+        new.service_time,
+        new.author.rpps,
+        new.author.profession_code,
+        new.author.organisation_id,
+        new.author.display_name,
+        new.hidden_from_professionals,
+        new.invisible_to_holder,
+        new.invisible_to_representatives,
+        holder_own,
+        size_bytes,
+        sha256,
+        blob_key,
+        new.accession_number,
+        deposited_by,
+    )
+    return DocumentRecord.from_row(row)
+
+
+async def get_document(conn: asyncpg.Connection | asyncpg.Pool, document_id: uuid.UUID) -> DocumentRecord | None:
+    """A document by id."""
+    row = await conn.fetchrow("SELECT * FROM documents WHERE document_id = $1", document_id)
+    return DocumentRecord.from_row(row) if row else None
+
+
+async def find_by_unique_id(conn: asyncpg.Connection | asyncpg.Pool, unique_id: str) -> DocumentRecord | None:
+    """A document by the depositor's unique id."""
+    row = await conn.fetchrow("SELECT * FROM documents WHERE unique_id = $1", unique_id)
+    return DocumentRecord.from_row(row) if row else None
+
+
+@dataclass(frozen=True)
+class DocumentFilter:
+    """Filters of a listing."""
+
+    type_code: str = ""
+    class_code: str = ""
+    author_rpps: str = ""
+    organisation_id: str = ""
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    statuses: tuple[str, ...] = ("approved",)
+    title_query: str = ""
+
+
+async def list_documents(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    holder_id: uuid.UUID,
+    filters: DocumentFilter,
+    cursor: PageCursor | None,
+    limit: int,
+) -> list[DocumentRecord]:
+    """A page of a holder's documents, newest first, after ``cursor``."""
+    clauses = ["holder_id = $1", "status = ANY($2::text[])"]
+    args: list[Any] = [holder_id, list(filters.statuses)]
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.format(f"${len(args)}"))
+
+    if filters.type_code:
+        add("type_code = {}", filters.type_code)
+    if filters.class_code:
+        add("class_code = {}", filters.class_code)
+    if filters.author_rpps:
+        add("author_rpps = {}", filters.author_rpps)
+    if filters.organisation_id:
+        add("author_organisation = {}", filters.organisation_id)
+    if filters.since is not None:
+        add("coalesce(service_time, created_at) >= {}", filters.since)
+    if filters.until is not None:
+        add("coalesce(service_time, created_at) < {}", filters.until)
+    if filters.title_query:
+        add("title ILIKE {}", "%" + filters.title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    if cursor is not None:
+        args.extend([cursor.created_at, cursor.document_id])
+        clauses.append(f"(created_at, document_id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    rows = await conn.fetch(
+        f"SELECT * FROM documents WHERE {' AND '.join(clauses)}"
+        f" ORDER BY created_at DESC, document_id DESC LIMIT ${len(args)}",
+        *args,
+    )
+    return [DocumentRecord.from_row(row) for row in rows]
+
+
+async def add_access_log(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    holder_id: uuid.UUID,
+    actor: dict[str, Any],
+    action: str,
+    item_id: str,
+    reason: str,
+    outcome: str,
+) -> None:
+    """Append one entry to a holder's access log."""
+    await conn.execute(
+        "INSERT INTO access_log (holder_id, actor, action, item_id, reason, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
+        holder_id,
+        actor,
+        action,
+        item_id,
+        reason,
+        outcome,
+    )
+
+
+async def list_access_log(conn: asyncpg.Connection | asyncpg.Pool, holder_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest access-log entries of a holder."""
+    rows = await conn.fetch(
+        "SELECT * FROM access_log WHERE holder_id = $1 ORDER BY entry_id DESC LIMIT $2", holder_id, limit
+    )
+    return [dict(row.items()) for row in rows]

@@ -1,0 +1,1 @@
+"""Carnet imaging service: radiology PACS in over DICOM, viewers out."""

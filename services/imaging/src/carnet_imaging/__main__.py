@@ -1,0 +1,17 @@
+"""``python -m carnet_imaging`` serves gRPC and the DICOM SCP."""
+
+from __future__ import annotations
+
+from carnet_kit.server import run_service
+
+from carnet_imaging.app import build
+from carnet_imaging.settings import ImagingSettings
+
+
+def main() -> None:
+    """Command-line entry point."""
+    run_service("carnet-imaging", ImagingSettings, build)
+
+
+if __name__ == "__main__":
+    main()
