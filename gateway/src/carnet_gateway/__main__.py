@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uvicorn
-from carnet_kit.config import load_or_exit
-from carnet_kit.server import configure_logging
-from carnet_kit.telemetry import setup_telemetry
 
 from carnet_gateway.app import create_app
 from carnet_gateway.settings import GatewaySettings
+from carnet_kit.config import load_or_exit
+from carnet_kit.server import configure_logging
+from carnet_kit.telemetry import setup_telemetry
 
 
 def main() -> None:

@@ -8,19 +8,19 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
-from carnet.dossier.v1 import dossier_service_pb2 as dossier_pb
-from carnet.dossier.v1 import resources_pb2 as dossier_res
-from carnet.identity.v1 import identity_service_pb2 as identity_pb
-from carnet.notify.v1 import notify_service_pb2 as notify_pb
-from carnet_kit.errors import InvalidArgument
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Security, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from pydantic import BaseModel, Field
 
+from carnet.dossier.v1 import dossier_service_pb2 as dossier_pb
+from carnet.dossier.v1 import resources_pb2 as dossier_res
+from carnet.identity.v1 import identity_service_pb2 as identity_pb
+from carnet.notify.v1 import notify_service_pb2 as notify_pb
 from carnet_gateway.backends import Backends
 from carnet_gateway.security import Caller, authenticate, bearer_scheme
+from carnet_kit.errors import InvalidArgument
 
 UPLOAD_CHUNK = 64 * 1024
 

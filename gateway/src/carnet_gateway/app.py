@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import grpc
-from carnet_kit.errors import CarnetError
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,6 +23,7 @@ from carnet_gateway.problems import (
     problem,
 )
 from carnet_gateway.settings import GatewaySettings
+from carnet_kit.errors import CarnetError
 
 tracer = trace.get_tracer("carnet_gateway")
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from carnet.consent.v1 import consent_service_pb2_grpc
 from carnet.dossier.v1 import dossier_service_pb2_grpc
 from carnet.identity.v1 import identity_service_pb2_grpc
 from carnet.imaging.v1 import imaging_service_pb2_grpc
 from carnet.notify.v1 import notify_service_pb2_grpc
+from carnet_gateway.settings import GatewaySettings
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.channels import create_channel
 from carnet_kit.peers import IDENTITY_IDEMPOTENT, IDENTITY_SERVICE, jwks_fetcher, redis_revocation_check
 from carnet_kit.redis_client import create_redis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from carnet_gateway.settings import GatewaySettings
 
 SERVICES = ("identity", "consent", "dossier", "imaging", "notify")
 

@@ -9,9 +9,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from carnet_kit.telemetry import span_ring, span_to_dict
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from carnet_kit.telemetry import span_ring, span_to_dict
 
 router = APIRouter(include_in_schema=False)
 

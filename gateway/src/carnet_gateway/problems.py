@@ -6,12 +6,13 @@ from http import HTTPStatus
 from typing import Any
 
 import grpc
-from carnet_kit.errors import HTTP_STATUS_BY_CODE, CarnetError
-from carnet_kit.status import parse_rpc_error
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from carnet_kit.errors import HTTP_STATUS_BY_CODE, CarnetError
+from carnet_kit.status import parse_rpc_error
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from carnet_kit.auth import Principal
-from carnet_kit.errors import Unauthenticated
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from carnet_kit.auth import Principal
+from carnet_kit.errors import Unauthenticated
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /oauth/token or /api/v1/auth/otp")
 

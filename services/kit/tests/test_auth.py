@@ -6,11 +6,12 @@ import time
 from typing import Any
 
 import pytest
+from joserfc import jwt
+from joserfc.jwk import OKPKey
+
 from carnet_kit.auth import ALGORITHMS, Principal, TokenVerifier
 from carnet_kit.errors import Unauthenticated
 from carnet_kit.testing import TokenFactory
-from joserfc import jwt
-from joserfc.jwk import OKPKey
 
 HOLDER = Principal(subject="p-1", role="holder")
 

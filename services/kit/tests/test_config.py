@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+
 from carnet_kit.config import EX_CONFIG, ConfigError, HostPort, load, load_or_exit
 from carnet_kit.settings import BlobStoreSettings, ServiceSettings
 

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from carnet_kit.db import MigrationError, create_pool, load_migrations, migrate
 
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
 from carnet_kit.errors import InvalidArgument, NotFound
 from carnet_kit.objectstore import FilesystemObjectStore, ObjectStore, S3ObjectStore
 from carnet_kit.testing import free_port

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import redis.asyncio as redis
+from opentelemetry import trace
+
 from carnet_kit.db import create_pool
 from carnet_kit.outbox import (
     Event,
@@ -22,7 +24,6 @@ from carnet_kit.outbox import (
 from carnet_kit.redis_client import create_redis
 from carnet_kit.telemetry import RingSpanExporter
 from carnet_kit.testing import wait_until
-from opentelemetry import trace
 
 
 @pytest.fixture

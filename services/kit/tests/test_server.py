@@ -8,6 +8,8 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from carnet.dossier.v1 import dossier_service_pb2 as pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet.dossier.v1 import resources_pb2 as res
@@ -18,7 +20,6 @@ from carnet_kit.server import GrpcService, ServiceApp
 from carnet_kit.settings import ServiceSettings
 from carnet_kit.status import parse_rpc_error
 from carnet_kit.testing import TokenFactory, free_port
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVICE = "carnet.dossier.v1.DossierService"
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import grpc
+from google.rpc import error_details_pb2
+
 from carnet_kit.errors import Conflict, InvalidArgument, NotFound, error_class_for
 from carnet_kit.status import RemoteError, to_status_proto
-from google.rpc import error_details_pb2
 
 
 def test_status_carries_code_message_and_error_info() -> None:

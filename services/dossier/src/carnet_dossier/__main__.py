@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from carnet_kit.server import run_service
-
 from carnet_dossier.app import build
 from carnet_dossier.settings import DossierSettings
+from carnet_kit.server import run_service
 
 
 def main() -> None:

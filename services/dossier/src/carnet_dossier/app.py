@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
+from carnet_dossier.documents import DocumentService
+from carnet_dossier.peers import ConsentClient, IdentityClient
+from carnet_dossier.servicer import SERVICE_NAME, DossierServicer
+from carnet_dossier.settings import DossierSettings
+from carnet_dossier.store import SCHEMA
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.db import create_pool, migrate
 from carnet_kit.objectstore import object_store_from_settings
@@ -12,12 +17,6 @@ from carnet_kit.outbox import OutboxRelay, install_outbox
 from carnet_kit.peers import identity_channel, remote_verifier
 from carnet_kit.redis_client import create_redis
 from carnet_kit.server import GrpcService, ServiceApp
-
-from carnet_dossier.documents import DocumentService
-from carnet_dossier.peers import ConsentClient, IdentityClient
-from carnet_dossier.servicer import SERVICE_NAME, DossierServicer
-from carnet_dossier.settings import DossierSettings
-from carnet_dossier.store import SCHEMA
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -16,20 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from google.protobuf import json_format, timestamp_pb2
+from opentelemetry import trace
+
 from carnet.consent.v1 import resources_pb2 as consent_pb
 from carnet.dossier.v1 import events_pb2
+from carnet_dossier import store
+from carnet_dossier.domain import NewDocument, PageCursor, check_content, encode_page_token
+from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
+from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_kit.auth import Principal
 from carnet_kit.errors import Conflict, DataLoss, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
 from carnet_kit.objectstore import ObjectStore
 from carnet_kit.outbox import enqueue, stream_name
 from carnet_kit.telemetry import ATTR_DOCUMENT_ID, ATTR_HOLDER_ID
-from google.protobuf import json_format, timestamp_pb2
-from opentelemetry import trace
-
-from carnet_dossier import store
-from carnet_dossier.domain import NewDocument, PageCursor, check_content, encode_page_token
-from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
-from carnet_dossier.store import DocumentFilter, DocumentRecord
 
 tracer = trace.get_tracer("carnet_dossier")
 

@@ -11,9 +11,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from enum import Enum
 
-from carnet_kit.errors import InvalidArgument
-
 from carnet_dossier.valuesets import DOCUMENT_CLASSES, DOCUMENT_TYPES
+from carnet_kit.errors import InvalidArgument
 
 CDA_NAMESPACE = "urn:hl7-org:v3"
 MAX_TITLE_LENGTH = 256

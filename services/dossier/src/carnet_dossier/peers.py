@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
+
 from carnet.consent.v1 import consent_service_pb2 as consent_pb
 from carnet.consent.v1 import consent_service_pb2_grpc as consent_grpc
 from carnet.consent.v1 import resources_pb2 as consent_res

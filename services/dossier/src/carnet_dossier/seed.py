@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import grpc
+
 from carnet.dossier.v1 import dossier_service_pb2 as pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet.dossier.v1 import resources_pb2 as res

@@ -7,14 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.protobuf import json_format, timestamp_pb2
+
 from carnet.common.v1 import common_pb2
 from carnet.dossier.v1 import dossier_service_pb2 as pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet.dossier.v1 import resources_pb2 as res
-from carnet_kit.auth import current_principal
-from carnet_kit.errors import InvalidArgument
-from google.protobuf import json_format, timestamp_pb2
-
 from carnet_dossier.documents import DocumentService, HolderRef
 from carnet_dossier.domain import (
     Author,
@@ -25,6 +23,8 @@ from carnet_dossier.domain import (
     validate_new_document,
 )
 from carnet_dossier.store import DocumentFilter, DocumentRecord
+from carnet_kit.auth import current_principal
+from carnet_kit.errors import InvalidArgument
 
 SERVICE_NAME = "carnet.dossier.v1.DossierService"
 CHUNK_SIZE = 64 * 1024

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from carnet_kit.server import run_service
-
 from carnet_imaging.app import build
 from carnet_imaging.settings import ImagingSettings
+from carnet_kit.server import run_service
 
 
 def main() -> None:

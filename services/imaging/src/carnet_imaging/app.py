@@ -6,15 +6,15 @@ import asyncio
 from pathlib import Path
 
 import grpc
+
 from carnet.imaging.v1 import imaging_service_pb2_grpc as pb_grpc
+from carnet_imaging.dicom import DicomServer
+from carnet_imaging.settings import ImagingSettings
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.db import create_pool, migrate
 from carnet_kit.peers import identity_channel, remote_verifier
 from carnet_kit.redis_client import create_redis
 from carnet_kit.server import GrpcService, ServiceApp
-
-from carnet_imaging.dicom import DicomServer
-from carnet_imaging.settings import ImagingSettings
 
 SCHEMA = "imaging"
 SERVICE_NAME = "carnet.imaging.v1.ImagingService"

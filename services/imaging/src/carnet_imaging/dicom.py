@@ -10,9 +10,10 @@ import logging
 import socket
 from typing import Any
 
-from carnet_kit.config import HostPort
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from carnet_kit.config import HostPort
 
 log = logging.getLogger(__name__)
 

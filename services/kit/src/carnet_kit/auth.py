@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from carnet.common.v1 import common_pb2
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from carnet.common.v1 import common_pb2
 from carnet_kit.errors import PermissionDenied, Unauthenticated
 
 ISSUER = "carnet-identity"

@@ -6,9 +6,9 @@ from typing import Any
 
 import grpc
 import redis.asyncio as redis
-from carnet.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from google.protobuf import json_format
 
+from carnet.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from carnet_kit.auth import RevocationCheck, TokenVerifier, revoked_key
 from carnet_kit.channels import create_channel
 from carnet_kit.settings import ServiceSettings
