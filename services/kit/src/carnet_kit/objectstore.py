@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from carnet_kit.errors import InvalidArgument, NotFound
+from carnet_kit.settings import BlobStoreSettings
 
 CHUNK_SIZE = 256 * 1024
 _KEY = re.compile(r"^[A-Za-z0-9._=-]+(/[A-Za-z0-9._=-]+)*$")
@@ -219,7 +220,7 @@ class S3ObjectStore:
         return None
 
 
-def object_store_from_settings(settings: object) -> ObjectStore:
+def object_store_from_settings(settings: BlobStoreSettings) -> ObjectStore:
     """The store a service's :class:`~carnet_kit.settings.BlobStoreSettings` describe."""
     kind = settings.blob_store
     if kind == "s3":
@@ -231,4 +232,5 @@ def object_store_from_settings(settings: object) -> ObjectStore:
             region=settings.s3_region,
             secure=settings.s3_secure,
         )
+    assert settings.blob_dir is not None, "validated by BlobStoreSettings.validate_blob_store"
     return FilesystemObjectStore(Path(settings.blob_dir))
