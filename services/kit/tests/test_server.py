@@ -143,3 +143,16 @@ async def test_stop_lets_an_in_flight_call_finish_and_reports_not_serving(
         document = await call
         assert document.document_id == "slow"
         await stopping
+
+
+async def test_methods_not_served_yet_answer_unimplemented(
+    app: tuple[ServiceApp, ProbeServicer], token_factory: TokenFactory
+) -> None:
+    service_app, _ = app
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service_app.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await pb_grpc.DossierServiceStub(channel).ArchiveDocument(
+                pb.ArchiveDocumentRequest(document_id="x"), metadata=_auth(token_factory)
+            )
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert parse_rpc_error(info.value).reason == "NOT_IMPLEMENTED"

@@ -13,6 +13,7 @@ from carnet_kit.errors import (
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 from carnet_kit.settings import BlobStoreSettings, ServiceSettings
 
@@ -33,6 +34,7 @@ __all__ = [
     "TokenVerifier",
     "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
     "current_principal",
     "current_token",
     "load",

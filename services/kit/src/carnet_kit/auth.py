@@ -106,6 +106,30 @@ class Principal:
         return scope in self.scopes
 
 
+def claims_for(principal: Principal, *, token_id: str, issued_at: int, expires_at: int) -> dict[str, Any]:
+    """The JWT claims asserting ``principal`` (the inverse of :meth:`Principal.from_claims`)."""
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": principal.subject,
+        "role": principal.role,
+        "iat": issued_at,
+        "exp": expires_at,
+        "jti": token_id,
+    }
+    for claim, value in (
+        ("profession", principal.profession_code),
+        ("rpps", principal.rpps),
+        ("organisation", principal.organisation_id),
+        ("client_id", principal.client_id),
+        ("acting_for", principal.acting_for),
+        ("scope", " ".join(principal.scopes)),
+    ):
+        if value:
+            claims[claim] = value
+    return claims
+
+
 _current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "carnet_principal", default=None
 )

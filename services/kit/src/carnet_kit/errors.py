@@ -118,6 +118,14 @@ class Unavailable(CarnetError):
     http_status = 503
 
 
+class Unimplemented(CarnetError):
+    """The method is part of the contract but not served by this version."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    default_reason = "NOT_IMPLEMENTED"
+    http_status = 501
+
+
 class DataLoss(CarnetError):
     """Stored data failed an integrity check."""
 
@@ -137,6 +145,7 @@ _BY_CODE: dict[grpc.StatusCode, type[CarnetError]] = {
         Unauthenticated,
         ResourceExhausted,
         Unavailable,
+        Unimplemented,
         DataLoss,
     )
 }
@@ -147,7 +156,6 @@ HTTP_STATUS_BY_CODE: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.OUT_OF_RANGE: 400,
     grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from carnet_kit.auth import TokenVerifier, bind_caller, unbind_caller
-from carnet_kit.errors import CarnetError, Unauthenticated
+from carnet_kit.errors import CarnetError, Unauthenticated, Unimplemented
 from carnet_kit.status import trailing_metadata_for
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             error.domain = self._domain
         return error
 
+    def _unimplemented(self) -> CarnetError:
+        # The generated servicer base raises NotImplementedError for methods of the
+        # contract that a service does not serve yet: that is UNIMPLEMENTED, not a crash.
+        return Unimplemented("this method is not available yet", domain=self._domain)
+
     def _wrap(self, behaviour: Behaviour, _streaming_in: bool, streaming_out: bool) -> Behaviour:
         interceptor = self
 
@@ -81,6 +86,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                     await _abort_with(context, interceptor._fill_domain(error))
                 except (grpc.aio.AbortError, GeneratorExit):
                     raise
+                except NotImplementedError:
+                    await _abort_with(context, interceptor._unimplemented())
                 except Exception:
                     log.exception("unexpected failure in a streaming RPC")
                     await _abort_with(context, CarnetError("internal error", domain=interceptor._domain))
@@ -94,6 +101,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
                 await _abort_with(context, interceptor._fill_domain(error))
             except grpc.aio.AbortError:
                 raise
+            except NotImplementedError:
+                await _abort_with(context, interceptor._unimplemented())
             except Exception:
                 log.exception("unexpected failure in an RPC")
                 await _abort_with(context, CarnetError("internal error", domain=interceptor._domain))

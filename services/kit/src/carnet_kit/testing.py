@@ -21,7 +21,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
-from carnet_kit.auth import ALGORITHMS, AUDIENCE, ISSUER, Principal, TokenVerifier
+from carnet_kit.auth import ALGORITHMS, Principal, TokenVerifier, claims_for
 from carnet_kit.telemetry import RingSpanExporter, setup_telemetry, span_ring
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -107,25 +107,7 @@ class TokenFactory:
     def mint(self, principal: Principal, ttl: int = 300) -> str:
         """An access token for ``principal``."""
         now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": principal.subject,
-            "role": principal.role,
-            "iat": now,
-            "exp": now + ttl,
-            "jti": uuid.uuid4().hex,
-        }
-        for claim, value in (
-            ("profession", principal.profession_code),
-            ("rpps", principal.rpps),
-            ("organisation", principal.organisation_id),
-            ("client_id", principal.client_id),
-            ("acting_for", principal.acting_for),
-            ("scope", " ".join(principal.scopes)),
-        ):
-            if value:
-                claims[claim] = value
+        claims = claims_for(principal, token_id=uuid.uuid4().hex, issued_at=now, expires_at=now + ttl)
         return jwt.encode({"alg": ALGORITHMS[0], "kid": self.kid}, claims, self.key, algorithms=ALGORITHMS)
 
 

@@ -1,0 +1,1 @@
+"""carnet_identity: persons and INS, accounts, credentials, professionals, software clients, tokens and JWKS."""

@@ -1,0 +1,61 @@
+"""Identity's rules, pure (no I/O): identifiers, credentials, account lifecycle, records."""
+
+from carnet_identity.domain.accounts import (
+    ALLOWED_TRANSITIONS,
+    OPPOSITION_WINDOW,
+    AccountState,
+    check_transition,
+    ensure_login_allowed,
+    is_minor,
+    majority_date,
+)
+from carnet_identity.domain.credentials import (
+    ChallengeState,
+    CodeAttempts,
+    after_wrong_code,
+    check_password_policy,
+    ensure_code_usable,
+    grant_scopes,
+    new_activation_code,
+    new_one_time_code,
+)
+from carnet_identity.domain.identifiers import (
+    Ins,
+    InsType,
+    LoginIdentifier,
+    LoginKind,
+    ins_key,
+    luhn_valid,
+    normalise_finess,
+    normalise_ins,
+    normalise_rpps,
+    parse_login,
+)
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "OPPOSITION_WINDOW",
+    "AccountState",
+    "ChallengeState",
+    "CodeAttempts",
+    "Ins",
+    "InsType",
+    "LoginIdentifier",
+    "LoginKind",
+    "after_wrong_code",
+    "check_password_policy",
+    "check_transition",
+    "ensure_code_usable",
+    "ensure_login_allowed",
+    "grant_scopes",
+    "ins_key",
+    "is_minor",
+    "luhn_valid",
+    "majority_date",
+    "new_activation_code",
+    "new_one_time_code",
+    "normalise_finess",
+    "normalise_ins",
+    "normalise_rpps",
+    "parse_login",
+]
