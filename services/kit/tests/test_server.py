@@ -156,3 +156,24 @@ async def test_methods_not_served_yet_answer_unimplemented(
             )
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert parse_rpc_error(info.value).reason == "NOT_IMPLEMENTED"
+
+
+async def test_cancel_firmly_stops_a_task_that_swallows_one_cancellation() -> None:
+    from carnet_kit.server import cancel_firmly
+
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                if swallowed:
+                    raise
+                swallowed += 1  # what asyncio.wait_for can do on Python 3.11
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_firmly(task, patience=0.05), 5)
+    assert task.done() and swallowed == 1

@@ -11,9 +11,7 @@ from carnet.imaging.v1 import imaging_service_pb2_grpc as pb_grpc
 from carnet_imaging.dicom import DicomServer
 from carnet_imaging.settings import ImagingSettings
 from carnet_kit.auth import TokenVerifier
-from carnet_kit.db import create_pool, migrate
-from carnet_kit.peers import identity_channel, remote_verifier
-from carnet_kit.redis_client import create_redis
+from carnet_kit.bootstrap import open_foundations
 from carnet_kit.server import GrpcService, ServiceApp
 
 SCHEMA = "imaging"
@@ -27,14 +25,7 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
 
 async def build(settings: ImagingSettings, *, verifier: TokenVerifier | None = None) -> ServiceApp:
     """The imaging service, ready to start."""
-    pool = await create_pool(settings.database_url, SCHEMA, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
-    try:
-        await migrate(pool, SCHEMA, MIGRATIONS)
-    except BaseException:
-        await pool.close()
-        raise
-    redis = create_redis(settings.redis_url)
-    identity = identity_channel(settings)
+    base = await open_foundations(settings, SCHEMA, MIGRATIONS, verifier=verifier)
     servicer = ImagingServicer()  # type: ignore[abstract]
     dicom = DicomServer(settings.dicom_listen, settings.dicom_ae_title)
 
@@ -52,10 +43,8 @@ async def build(settings: ImagingSettings, *, verifier: TokenVerifier | None = N
         name="imaging",
         settings=settings,
         services=[GrpcService(SERVICE_NAME, add)],
-        verifier=verifier or remote_verifier(identity, redis),
+        verifier=base.verifier,
         background=[run_dicom],
+        resources=base.resources,
     )
-    app.resources.push_async_callback(pool.close)
-    app.resources.push_async_callback(redis.aclose)
-    app.resources.push_async_callback(lambda: identity.close(None))
     return app

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -35,6 +36,29 @@ log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class _ReflectionPool:
+    """The default descriptor pool, also answering for method names.
+
+    The upb-backed pool does not resolve ``package.Service.Method`` to its file, which
+    grpcurl asks for on ``describe``; the method's file is its service's file.
+    """
+
+    def __init__(self) -> None:
+        self._pool = descriptor_pool.Default()
+
+    def FindFileContainingSymbol(self, symbol: str) -> Any:
+        try:
+            return self._pool.FindFileContainingSymbol(symbol)
+        except KeyError:
+            parent, _, _ = symbol.rpartition(".")
+            if not parent:
+                raise
+            return self._pool.FindFileContainingSymbol(parent)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,7 @@ class ServiceApp:
         reflection.enable_server_reflection(
             [service.full_name for service in self.services] + [reflection.SERVICE_NAME, "grpc.health.v1.Health"],
             server,
+            pool=_ReflectionPool(),
         )
         address = str(self.settings.grpc_listen)
         self.port = server.add_insecure_port(address)
@@ -112,10 +137,7 @@ class ServiceApp:
         if self.server is not None:
             await self.server.stop(grace)
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_firmly(task)
         self._tasks.clear()
         await self.resources.aclose()
         log.info("%s stopped", self.name)
@@ -142,6 +164,21 @@ class ServiceApp:
             log.info("%s received a stop signal; draining", self.name)
         finally:
             await self.stop()
+
+
+async def cancel_firmly(task: asyncio.Task[Any], *, patience: float = 0.5) -> None:
+    """Cancel ``task`` and wait for it to end.
+
+    On Python 3.11 ``asyncio.wait_for`` (used inside redis-py) can swallow a
+    cancellation, leaving a loop running after one ``cancel()``: cancel again until
+    the task is really done.
+    """
+    while not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(task), patience)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        task.result()
 
 
 def configure_logging(level: str) -> None:

@@ -1,0 +1,1 @@
+"""carnet_notify: how people hear about what happens in their space."""

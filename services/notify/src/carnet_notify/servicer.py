@@ -1,0 +1,230 @@
+"""gRPC surface of the notify service: proto ↔ domain, nothing more."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import timestamp_pb2
+from opentelemetry import trace
+
+from carnet.common.v1 import common_pb2
+from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc, resources_pb2
+from carnet_kit.auth import current_principal, require_role
+from carnet_kit.errors import InvalidArgument, NotFound
+from carnet_kit.telemetry import ATTR_HOLDER_ID
+from carnet_notify.domain import (
+    Cursor,
+    NotificationIntent,
+    check_inbox_reader,
+    decode_page_token,
+    encode_page_token,
+    mask_email,
+    page_size,
+    prepare_notification,
+    visible_parameters,
+)
+from carnet_notify.kinds import Channel, DeliveryState, Kind
+from carnet_notify.store import DeliveryFilter, DeliveryRecord, InboxItemRecord, NotificationRecord, NotifyStore
+
+INBOX_PAGE_DEFAULT, INBOX_PAGE_MAX = 50, 500
+DELIVERIES_PAGE_DEFAULT, DELIVERIES_PAGE_MAX = 50, 1000
+
+_KIND_PREFIX = "NOTIFICATION_KIND_"
+_CHANNEL_PREFIX = "DELIVERY_CHANNEL_"
+
+
+def _kind_from_proto(value: resources_pb2.NotificationKind.ValueType) -> Kind | None:
+    name = resources_pb2.NotificationKind.Name(value) if value in resources_pb2.NotificationKind.values() else ""
+    suffix = name.removeprefix(_KIND_PREFIX)
+    return Kind(suffix) if suffix in Kind.__members__ else None
+
+
+def _kind_to_proto(kind: Kind) -> resources_pb2.NotificationKind.ValueType:
+    return resources_pb2.NotificationKind.Value(_KIND_PREFIX + kind.value)
+
+
+def _channel_from_proto(value: common_pb2.DeliveryChannel.ValueType) -> Channel:
+    if value not in common_pb2.DeliveryChannel.values() or value == common_pb2.DELIVERY_CHANNEL_UNSPECIFIED:
+        raise InvalidArgument(f"unknown channel {value}", field="notification.channels", reason="FIELD_INVALID")
+    return Channel(common_pb2.DeliveryChannel.Name(value).removeprefix(_CHANNEL_PREFIX))
+
+
+def _channel_to_proto(channel: Channel) -> common_pb2.DeliveryChannel.ValueType:
+    return common_pb2.DeliveryChannel.Value(_CHANNEL_PREFIX + channel.value)
+
+
+def _state_from_proto(value: resources_pb2.DeliveryState.ValueType) -> DeliveryState | None:
+    if value == resources_pb2.DELIVERY_STATE_UNSPECIFIED:
+        return None
+    if value not in resources_pb2.DeliveryState.values():
+        raise InvalidArgument(f"unknown state {value}", field="state", reason="FIELD_INVALID")
+    return DeliveryState(resources_pb2.DeliveryState.Name(value).removeprefix("DELIVERY_STATE_"))
+
+
+def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _uuid(text: str, field_name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise InvalidArgument(f"{field_name} is not a valid id", field=field_name, reason="FIELD_INVALID") from None
+
+
+def _notification_proto(record: NotificationRecord) -> resources_pb2.Notification:
+    return resources_pb2.Notification(
+        notification_id=str(record.notification_id),
+        recipient_id=record.recipient_id,
+        kind=_kind_to_proto(record.kind),
+        channels=[_channel_to_proto(channel) for channel in record.channels],
+        parameters=visible_parameters(record.parameters),
+        email=record.email,
+        phone=record.phone,
+        create_time=_timestamp(record.create_time),
+        source_event_id=record.source_event_id,
+    )
+
+
+def _inbox_item_proto(record: InboxItemRecord) -> resources_pb2.InboxItem:
+    return resources_pb2.InboxItem(
+        item_id=str(record.item_id),
+        recipient_id=record.recipient_id,
+        kind=_kind_to_proto(record.kind),
+        title=record.title,
+        body=record.body,
+        parameters=record.parameters,
+        create_time=_timestamp(record.create_time),
+        read_time=_timestamp(record.read_time),
+        source_event_id=record.source_event_id,
+    )
+
+
+def _delivery_proto(record: DeliveryRecord) -> resources_pb2.Delivery:
+    return resources_pb2.Delivery(
+        delivery_id=str(record.delivery_id),
+        notification_id=str(record.notification_id),
+        recipient_id=record.recipient_id,
+        kind=_kind_to_proto(record.kind),
+        channel=_channel_to_proto(record.channel),
+        state=resources_pb2.DeliveryState.Value("DELIVERY_STATE_" + record.state.value),
+        masked_destination=mask_email(record.destination) if record.channel is Channel.EMAIL else "",
+        attempts=[
+            resources_pb2.DeliveryAttempt(
+                attempt_number=attempt.attempt_number,
+                start_time=_timestamp(attempt.start_time),
+                end_time=_timestamp(attempt.end_time),
+                outcome=resources_pb2.AttemptOutcome.Value("ATTEMPT_OUTCOME_" + attempt.outcome.value)
+                if attempt.outcome is not None
+                else resources_pb2.ATTEMPT_OUTCOME_UNSPECIFIED,
+                detail=attempt.detail,
+            )
+            for attempt in record.attempts
+        ],
+        next_attempt_time=_timestamp(record.next_attempt_time) if record.state.is_open else None,
+        create_time=_timestamp(record.create_time),
+        update_time=_timestamp(record.update_time),
+    )
+
+
+class NotifyServicer(notify_service_pb2_grpc.NotifyServiceServicer):
+    """Notifications, deliveries and the inbox; messaging, preferences and reminders come with issue 4."""
+
+    def __init__(self, store: NotifyStore, on_new_deliveries: Callable[[], None]) -> None:
+        self._store = store
+        self._on_new_deliveries = on_new_deliveries
+
+    async def CreateNotification(
+        self, request: notify_service_pb2.CreateNotificationRequest, context: Any
+    ) -> resources_pb2.Notification:
+        caller = current_principal()
+        require_role(caller, "service", "operator")
+        given = request.notification
+        intent = NotificationIntent(
+            recipient_id=given.recipient_id,
+            kind=_kind_from_proto(given.kind),
+            channels=tuple(_channel_from_proto(channel) for channel in given.channels),
+            parameters=dict(given.parameters),
+            email=given.email.strip(),
+            phone=given.phone.strip(),
+            source_event_id=given.source_event_id,
+        )
+        prepared = prepare_notification(intent)
+        record, created = await self._store.create_notification(
+            prepared, request_id=request.request_id, created_by=f"{caller.role}:{caller.subject}"
+        )
+        trace.get_current_span().set_attribute(ATTR_HOLDER_ID, record.recipient_id)
+        if created and any(d.channel is Channel.EMAIL and d.state.is_open for d in prepared.deliveries):
+            self._on_new_deliveries()
+        return _notification_proto(record)
+
+    async def GetNotification(
+        self, request: notify_service_pb2.GetNotificationRequest, context: Any
+    ) -> resources_pb2.Notification:
+        require_role(current_principal(), "service", "operator")
+        record = await self._store.get_notification(_uuid(request.notification_id, "notification_id"))
+        if record is None:
+            raise NotFound("no such notification", reason="NOTIFICATION_NOT_FOUND")
+        return _notification_proto(record)
+
+    async def ListDeliveries(
+        self, request: notify_service_pb2.ListDeliveriesRequest, context: Any
+    ) -> notify_service_pb2.ListDeliveriesResponse:
+        require_role(current_principal(), "service", "operator")
+        where = DeliveryFilter(
+            notification_id=_uuid(request.notification_id, "notification_id") if request.notification_id else None,
+            recipient_id=request.recipient_id,
+            channel=None
+            if request.channel == common_pb2.DELIVERY_CHANNEL_UNSPECIFIED
+            else _channel_from_proto(request.channel),
+            state=_state_from_proto(request.state),
+        )
+        scope = f"deliveries|{where}"
+        limit = page_size(request.page_size, default=DELIVERIES_PAGE_DEFAULT, maximum=DELIVERIES_PAGE_MAX)
+        after = decode_page_token(request.page_token, scope)
+        deliveries, total = await self._store.list_deliveries(where, after, limit + 1)
+        next_token = ""
+        if len(deliveries) > limit:
+            deliveries = deliveries[:limit]
+            last = deliveries[-1]
+            next_token = encode_page_token(Cursor(last.create_time, last.delivery_id), scope)
+        return notify_service_pb2.ListDeliveriesResponse(
+            deliveries=[_delivery_proto(d) for d in deliveries], next_page_token=next_token, total_size=total
+        )
+
+    async def ListInboxItems(
+        self, request: notify_service_pb2.ListInboxItemsRequest, context: Any
+    ) -> notify_service_pb2.ListInboxItemsResponse:
+        if not request.recipient_id:
+            raise InvalidArgument("recipient_id is required", field="recipient_id", reason="FIELD_INVALID")
+        check_inbox_reader(current_principal(), request.recipient_id)
+        scope = f"inbox|{request.recipient_id}|{request.unread_only}"
+        limit = page_size(request.page_size, default=INBOX_PAGE_DEFAULT, maximum=INBOX_PAGE_MAX)
+        after = decode_page_token(request.page_token, scope)
+        items, unread = await self._store.list_inbox(
+            request.recipient_id, unread_only=request.unread_only, after=after, limit=limit + 1
+        )
+        next_token = ""
+        if len(items) > limit:
+            items = items[:limit]
+            next_token = encode_page_token(Cursor(items[-1].create_time, items[-1].item_id), scope)
+        return notify_service_pb2.ListInboxItemsResponse(
+            items=[_inbox_item_proto(item) for item in items], next_page_token=next_token, unread_count=unread
+        )
+
+    async def MarkInboxItemRead(
+        self, request: notify_service_pb2.MarkInboxItemReadRequest, context: Any
+    ) -> resources_pb2.InboxItem:
+        caller = current_principal()
+        record = await self._store.mark_inbox_item_read(_uuid(request.item_id, "item_id"), caller.subject)
+        if record is None:
+            # Someone else's item is reported as absent: its existence is not the caller's business.
+            raise NotFound("no such inbox item", reason="INBOX_ITEM_NOT_FOUND")
+        return _inbox_item_proto(record)

@@ -1,0 +1,163 @@
+"""French templates per notification kind: e-mail (subject, text, HTML) and inbox item.
+
+E-mails never carry clinical content (a document's title stays in the inbox, behind
+the login); one-time and activation codes are the only secrets they carry.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from carnet_notify.kinds import Kind
+
+SIGNATURE = "Carnet — votre espace numérique de santé"
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """An e-mail ready to send."""
+
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class RenderedInboxItem:
+    """An inbox item ready to store."""
+
+    title: str
+    body: str
+
+
+Params = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Template:
+    """The templates of one kind and the parameters they need."""
+
+    required: tuple[str, ...]
+    defaults: Mapping[str, str] = field(default_factory=dict)
+    email: Callable[[Params], RenderedEmail] | None = None
+    inbox: Callable[[Params], RenderedInboxItem] | None = None
+
+
+def _html_page(title: str, paragraphs: list[str]) -> str:
+    body = "\n".join(f"<p>{paragraph}</p>" for paragraph in paragraphs)
+    return (
+        '<!DOCTYPE html>\n<html lang="fr">\n<head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title></head>\n"
+        f'<body style="font-family: sans-serif; line-height: 1.5">\n{body}\n'
+        f'<p style="color: #555">{html.escape(SIGNATURE)}</p>\n</body>\n</html>\n'
+    )
+
+
+def _greeting(params: Params) -> str:
+    first_name = params.get("first_name", "").strip()
+    return f"Bonjour {first_name}," if first_name else "Bonjour,"
+
+
+def _one_time_code_email(params: Params) -> RenderedEmail:
+    code, minutes = params["code"], params["validity_minutes"]
+    subject = "Votre code de connexion Carnet"
+    line = f"Votre code de connexion Carnet : {code} (valable {minutes} minutes)"
+    warning = "Ce code est personnel : ne le communiquez à personne, pas même à un agent de Carnet."
+    unsolicited = "Si vous n'êtes pas à l'origine de cette demande, ignorez ce message et changez votre mot de passe."
+    text = f"{_greeting(params)}\n\n{line}\n\n{warning}\n{unsolicited}\n\n{SIGNATURE}\n"
+    page = _html_page(
+        subject,
+        [
+            html.escape(_greeting(params)),
+            f"Votre code de connexion Carnet : <strong>{html.escape(code)}</strong>"
+            f" (valable {html.escape(minutes)} minutes)",
+            html.escape(warning),
+            html.escape(unsolicited),
+        ],
+    )
+    return RenderedEmail(subject, text, page)
+
+
+def _activation_notice_email(params: Params) -> RenderedEmail:
+    code, deadline = params["activation_code"], params["opposition_deadline"]
+    subject = "Votre espace numérique de santé Carnet va être créé"
+    created = "Votre espace numérique de santé Carnet va être créé."
+    how = (
+        "Pour l'activer dès maintenant, connectez-vous à Carnet avec votre numéro de sécurité sociale,"
+        " votre date de naissance et ce code d'activation provisoire :"
+    )
+    oppose = (
+        f"Vous pouvez aussi vous opposer à la création de votre espace jusqu'au {deadline}."
+        " Sans réponse de votre part, il sera créé automatiquement à cette date ; vous pourrez le fermer à tout moment."
+    )
+    text = f"{_greeting(params)}\n\n{created}\n\n{how}\n\n    {code}\n\n{oppose}\n\n{SIGNATURE}\n"
+    page = _html_page(
+        subject,
+        [
+            html.escape(_greeting(params)),
+            html.escape(created),
+            html.escape(how),
+            f'<strong style="font-size: 1.3em; letter-spacing: 0.1em">{html.escape(code)}</strong>',
+            html.escape(oppose),
+        ],
+    )
+    return RenderedEmail(subject, text, page)
+
+
+def _new_document_email(params: Params) -> RenderedEmail:
+    subject = "Nouveau document dans votre espace Carnet"
+    added = "Un nouveau document a été ajouté à votre dossier médical."
+    how = "Pour le consulter, connectez-vous à votre espace Carnet."
+    privacy = "Par confidentialité, ce message ne contient aucune information médicale."
+    text = f"{_greeting(params)}\n\n{added}\n{how}\n\n{privacy}\n\n{SIGNATURE}\n"
+    page = _html_page(subject, [html.escape(_greeting(params)), html.escape(added), html.escape(how), html.escape(privacy)])
+    return RenderedEmail(subject, text, page)
+
+
+def _new_document_inbox(params: Params) -> RenderedInboxItem:
+    return RenderedInboxItem(
+        title="Nouveau document dans votre dossier",
+        body=f"« {params['document_title']} » a été ajouté à votre dossier.",
+    )
+
+
+TEMPLATES: Mapping[Kind, Template] = {
+    Kind.ONE_TIME_CODE: Template(
+        required=("code",), defaults={"validity_minutes": "10"}, email=_one_time_code_email
+    ),
+    Kind.ACTIVATION_NOTICE: Template(
+        required=("activation_code", "opposition_deadline"), email=_activation_notice_email
+    ),
+    Kind.NEW_DOCUMENT: Template(
+        required=("document_title",), email=_new_document_email, inbox=_new_document_inbox
+    ),
+}
+"""The kinds notify can send today; issue 4 adds the others of NotificationKind."""
+
+
+def missing_parameters(kind: Kind, params: Params) -> list[str]:
+    """Required parameters of ``kind`` absent or blank in ``params``."""
+    template = TEMPLATES[kind]
+    return [name for name in template.required if not params.get(name, "").strip()]
+
+
+def _complete(template: Template, params: Params) -> dict[str, str]:
+    return {**template.defaults, **{key: value for key, value in params.items() if value.strip()}}
+
+
+def render_email(kind: Kind, params: Params) -> RenderedEmail:
+    """The e-mail of a kind; KeyError if the kind has no e-mail template or a parameter is missing."""
+    template = TEMPLATES[kind]
+    if template.email is None:
+        raise KeyError(f"{kind.value} has no e-mail template")
+    return template.email(_complete(template, params))
+
+
+def render_inbox_item(kind: Kind, params: Params) -> RenderedInboxItem:
+    """The inbox item of a kind; KeyError if the kind has no inbox template or a parameter is missing."""
+    template = TEMPLATES[kind]
+    if template.inbox is None:
+        raise KeyError(f"{kind.value} has no inbox template")
+    return template.inbox(_complete(template, params))
