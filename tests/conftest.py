@@ -82,6 +82,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
             "OTEL_EXPORTER_OTLP_INSECURE": "true",
             "OTEL_BSP_SCHEDULE_DELAY": "100",
+            # The test's receiver takes traces only.
+            "OTEL_METRICS_EXPORTER": "none",
             "PYTHONUNBUFFERED": "1",
         }
     )

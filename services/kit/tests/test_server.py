@@ -29,12 +29,19 @@ class ProbeServicer(pb_grpc.DossierServiceServicer):
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
+        self.flaky_calls = 0
+        self.seen_timeouts: list[float | None] = []
 
     async def GetDocument(self, request: pb.GetDocumentRequest, context: Any) -> res.Document:
         if request.document_id == "missing":
             raise NotFound("no such document", reason="DOCUMENT_NOT_FOUND")
         if request.document_id == "crash":
             raise RuntimeError("secret internal detail")
+        if request.document_id == "flaky":
+            self.flaky_calls += 1
+            self.seen_timeouts.append(context.time_remaining())
+            if self.flaky_calls <= 2:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
         if request.document_id == "slow":
             self.started.set()
             await asyncio.sleep(1.0)
@@ -177,3 +184,33 @@ async def test_cancel_firmly_stops_a_task_that_swallows_one_cancellation() -> No
     await asyncio.sleep(0)
     await asyncio.wait_for(cancel_firmly(task, patience=0.05), 5)
     assert task.done() and swallowed == 1
+
+
+@pytest.mark.parametrize(("idempotent", "expected_calls"), [(True, 3), (False, 1)])
+async def test_channels_retry_unavailable_only_for_idempotent_methods(
+    app: tuple[ServiceApp, ProbeServicer], token_factory: TokenFactory, idempotent: bool, expected_calls: int
+) -> None:
+    from carnet_kit.channels import create_channel
+
+    service_app, servicer = app
+    token = token_factory.mint(Principal(subject="p-1", role="holder"))
+    channel = create_channel(
+        f"127.0.0.1:{service_app.port}",
+        idempotent={SERVICE: ("GetDocument",)} if idempotent else {},
+        timeout=4.0,
+        token=lambda: token,
+    )
+    try:
+        stub = pb_grpc.DossierServiceStub(channel)
+        if idempotent:
+            document = await stub.GetDocument(pb.GetDocumentRequest(document_id="flaky"))
+            assert document.metadata.title == "p-1"  # the forwarded token's subject
+        else:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.GetDocument(pb.GetDocumentRequest(document_id="flaky"))
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await channel.close()
+    assert servicer.flaky_calls == expected_calls
+    # Every call carried the channel's default deadline.
+    assert all(t is not None and 0 < t < 4.5 for t in servicer.seen_timeouts), servicer.seen_timeouts

@@ -284,11 +284,8 @@ class DocumentService:
             filters = DocumentFilter(**{**filters.__dict__, "since": since})
         rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1)
         page, more = rows[:page_size], len(rows) > page_size
-        decisions = await asyncio.gather(
-            *(
-                self._consent.decide(principal, str(holder_id), consent_pb.ACTION_READ, _item_facts(record))
-                for record in page
-            )
+        decisions = await self._consent.decide_each(
+            principal, str(holder_id), consent_pb.ACTION_READ, [_item_facts(record) for record in page]
         )
         visible = [record for record, decision in zip(page, decisions, strict=True) if decision.allowed]
         await store.add_access_log(

@@ -44,6 +44,28 @@ class ItemFacts:
     invisible_to_representatives: bool = False
 
 
+def _item_attributes(item: ItemFacts) -> consent_res.ItemAttributes:
+    return consent_res.ItemAttributes(
+        kind=item.kind,  # type: ignore[arg-type]
+        document_class=item.document_class,
+        type_code=item.type_code,
+        author_rpps=item.author_rpps,
+        author_organisation_id=item.author_organisation_id,
+        hidden_from_professionals=item.hidden_from_professionals,
+        invisible_to_holder=item.invisible_to_holder,
+        invisible_to_representatives=item.invisible_to_representatives,
+    )
+
+
+def _decision(response: consent_pb.DecideResponse) -> Decision:
+    return Decision(
+        allowed=response.effect == consent_res.EFFECT_ALLOW,
+        reason_code=response.reason_code,
+        obligations=tuple(consent_res.Obligation.Name(o) for o in response.obligations),
+        matrix_version=response.access_matrix_version,
+    )
+
+
 def _remote(error: grpc.aio.AioRpcError) -> CarnetError:
     remote = parse_rpc_error(error)
     if remote.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -57,7 +79,7 @@ class ConsentClient:
     def __init__(self, settings: ServiceSettings) -> None:
         self.channel = create_channel(
             settings.consent_addr,
-            idempotent={CONSENT_SERVICE: ("Decide", "GetAccessMatrix")},
+            idempotent={CONSENT_SERVICE: ("Decide", "BatchDecide", "GetAccessMatrix")},
             timeout=settings.call_timeout_seconds,
         )
         self._stub = consent_grpc.ConsentServiceStub(self.channel)
@@ -70,28 +92,32 @@ class ConsentClient:
             actor=principal.to_actor(),
             holder_id=holder_id,
             action=action,  # type: ignore[arg-type]
-            item=consent_res.ItemAttributes(
-                kind=item.kind,  # type: ignore[arg-type]
-                document_class=item.document_class,
-                type_code=item.type_code,
-                author_rpps=item.author_rpps,
-                author_organisation_id=item.author_organisation_id,
-                hidden_from_professionals=item.hidden_from_professionals,
-                invisible_to_holder=item.invisible_to_holder,
-                invisible_to_representatives=item.invisible_to_representatives,
-            ),
+            item=_item_attributes(item),
             break_glass_reason=break_glass_reason,
         )
         try:
             response = await self._stub.Decide(request)
         except grpc.aio.AioRpcError as error:
             raise _remote(error) from None
-        return Decision(
-            allowed=response.effect == consent_res.EFFECT_ALLOW,
-            reason_code=response.reason_code,
-            obligations=tuple(consent_res.Obligation.Name(o) for o in response.obligations),
-            matrix_version=response.access_matrix_version,
+        return _decision(response)
+
+    async def decide_each(
+        self, principal: Principal, holder_id: str, action: int, items: list[ItemFacts]
+    ) -> list[Decision]:
+        """Consent's decision for each item, in order, in one call."""
+        if not items:
+            return []
+        request = consent_pb.BatchDecideRequest(
+            actor=principal.to_actor(),
+            holder_id=holder_id,
+            action=action,  # type: ignore[arg-type]
+            items=[_item_attributes(item) for item in items],
         )
+        try:
+            response = await self._stub.BatchDecide(request)
+        except grpc.aio.AioRpcError as error:
+            raise _remote(error) from None
+        return [_decision(answer) for answer in response.decisions]
 
     async def require(
         self, principal: Principal, holder_id: str, action: int, item: ItemFacts

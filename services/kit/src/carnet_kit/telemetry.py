@@ -1,4 +1,7 @@
-"""OpenTelemetry set-up: OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, an in-memory ring otherwise.
+"""OpenTelemetry set-up: OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, in memory otherwise.
+
+Traces go to a ring of recent spans and metrics to an in-memory reader when no
+collector is configured.
 
 Configuration follows the standard ``OTEL_*`` variables; the service name comes from
 ``OTEL_SERVICE_NAME`` when set, else from the caller.
@@ -11,8 +14,10 @@ import os
 import threading
 from collections.abc import Sequence
 
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -61,6 +66,7 @@ class RingSpanExporter(SpanExporter):
 
 _ring: RingSpanExporter | None = None
 _provider: TracerProvider | None = None
+_metric_reader: MetricReader | None = None
 
 
 def setup_telemetry(service_name: str) -> TracerProvider:
@@ -68,8 +74,10 @@ def setup_telemetry(service_name: str) -> TracerProvider:
     global _provider, _ring
     if _provider is not None:
         return _provider
+    global _metric_reader
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    resource = Resource.create({SERVICE_NAME: name})
+    provider = TracerProvider(resource=resource)
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
@@ -78,8 +86,23 @@ def setup_telemetry(service_name: str) -> TracerProvider:
         _ring = RingSpanExporter()
         provider.add_span_processor(SimpleSpanProcessor(_ring))
     trace.set_tracer_provider(provider)
+    if os.environ.get("OTEL_METRICS_EXPORTER", "").strip().lower() == "none":
+        _metric_reader = None
+    elif os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        _metric_reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+    else:
+        _metric_reader = InMemoryMetricReader()
+    readers = [_metric_reader] if _metric_reader is not None else []
+    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
     _provider = provider
     return provider
+
+
+def metric_reader() -> MetricReader | None:
+    """The process's metric reader: OTLP export, or in memory (collect() to read)."""
+    return _metric_reader
 
 
 def span_ring() -> RingSpanExporter | None:
