@@ -106,7 +106,7 @@ def test_page_tokens_round_trip_and_reject_forgeries() -> None:
 
 
 def test_page_size_defaults_and_caps() -> None:
-    assert clamp_page_size(0) == 20
-    assert clamp_page_size(500) == 100
+    assert clamp_page_size(0) == 50
+    assert clamp_page_size(10_000) == 500
     with pytest.raises(InvalidArgument):
         clamp_page_size(-1)

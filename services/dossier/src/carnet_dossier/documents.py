@@ -235,6 +235,15 @@ class DocumentService:
         """A document's metadata, if consent allows reading it."""
         record = await self._load(document_id)
         await self._decide(principal, record.holder_id, consent_pb.ACTION_READ, _item_facts(record), str(document_id))
+        await store.add_access_log(
+            self._pool,
+            holder_id=record.holder_id,
+            actor=actor_record(principal),
+            action="ACTION_READ",
+            item_id=str(document_id),
+            reason="metadata",
+            outcome="allowed",
+        )
         return record
 
     async def download(self, principal: Principal, document_id: uuid.UUID) -> tuple[DocumentRecord, AsyncIterator[bytes]]:

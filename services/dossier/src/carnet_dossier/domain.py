@@ -173,11 +173,11 @@ def decode_page_token(token: str) -> PageCursor | None:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         return PageCursor(dt.datetime.fromisoformat(data["t"]), uuid.UUID(data["id"]))
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
         raise InvalidArgument("page_token is not valid", field="page_token", reason="PAGE_TOKEN_INVALID") from None
 
 
-def clamp_page_size(page_size: int, *, default: int = 20, maximum: int = 100) -> int:
+def clamp_page_size(page_size: int, *, default: int = 50, maximum: int = 500) -> int:
     """The page size to use; negative sizes are refused."""
     if page_size < 0:
         raise InvalidArgument("page_size must not be negative", field="page_size")

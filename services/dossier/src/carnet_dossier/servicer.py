@@ -156,18 +156,21 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
     ) -> pb.ListDocumentsResponse:
         principal = current_principal()
         holder = request.holder_id or (principal.subject if principal.role == "holder" else principal.acting_for)
-        statuses = tuple(_PROTO_TO_STATUS[s] for s in request.statuses if s in _PROTO_TO_STATUS) if hasattr(
-            request, "statuses"
-        ) else ()
+        if request.order not in (pb.DOCUMENT_ORDER_UNSPECIFIED, pb.DOCUMENT_ORDER_CREATE_TIME_DESC):
+            raise InvalidArgument(
+                "only the newest-deposited-first order is available yet", field="order", reason="ORDER_NOT_AVAILABLE"
+            )
+        status = _PROTO_TO_STATUS.get(request.status, "approved")
         filters = DocumentFilter(
-            type_code=getattr(request, "type_code", ""),
-            class_code=getattr(request, "class_code", ""),
-            author_rpps=getattr(request, "author_rpps", ""),
-            organisation_id=getattr(request, "organisation_id", ""),
-            since=_datetime(request, "service_time_from") if hasattr(request, "service_time_from") else None,
-            until=_datetime(request, "service_time_to") if hasattr(request, "service_time_to") else None,
-            statuses=statuses or ("approved",),
-            title_query=getattr(request, "title_query", ""),
+            type_code=request.type_code,
+            class_code=request.class_code,
+            author_rpps=request.author_rpps,
+            organisation_id=request.author_organisation_id,
+            since=_datetime(request, "service_start_time"),
+            until=_datetime(request, "service_end_time"),
+            statuses=(status,),
+            title_query=request.title_query,
+            accession_number=request.accession_number,
         )
         page = await self._documents.list(
             principal,

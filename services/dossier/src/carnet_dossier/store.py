@@ -148,6 +148,7 @@ class DocumentFilter:
     until: dt.datetime | None = None
     statuses: tuple[str, ...] = ("approved",)
     title_query: str = ""
+    accession_number: str = ""
 
 
 async def list_documents(
@@ -177,6 +178,8 @@ async def list_documents(
         add("coalesce(service_time, created_at) >= {}", filters.since)
     if filters.until is not None:
         add("coalesce(service_time, created_at) < {}", filters.until)
+    if filters.accession_number:
+        add("accession_number = {}", filters.accession_number)
     if filters.title_query:
         add("title ILIKE {}", "%" + filters.title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     if cursor is not None:
