@@ -1,60 +1,54 @@
-"""A minimal OTLP/gRPC trace receiver for tests: the platform's processes export to it."""
+"""A minimal OTLP/gRPC trace receiver for tests: the platform's processes export to it.
+
+It is the launcher's own trace collector (``carnet_launcher.traces``), sized to keep every
+span of a test session, with the received spans offered as small objects.
+"""
 
 from __future__ import annotations
 
-import threading
-from concurrent import futures
 from typing import Any
 
-import grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from carnet_launcher.traces import TraceCollector
+
+CAPACITY = 1_000_000
 
 
 class CollectedSpan:
     """A span as received over OTLP."""
 
-    def __init__(self, service: str, span: Any) -> None:
-        self.service = service
-        self.name: str = span.name
-        self.trace_id = span.trace_id.hex()
-        self.span_id = span.span_id.hex()
-        self.parent_span_id = span.parent_span_id.hex()
-        self.links = [(link.trace_id.hex(), link.span_id.hex()) for link in span.links]
-        self.attributes = {kv.key: kv.value for kv in span.attributes}
+    def __init__(self, span: dict[str, Any]) -> None:
+        self.service: str = span["service"]
+        self.name: str = span["name"]
+        self.trace_id: str = span["trace_id"]
+        self.span_id: str = span["span_id"]
+        self.parent_span_id: str = span["parent_span_id"]
+        self.links = [(link["trace_id"], link["span_id"]) for link in span["links"]]
+        self.attributes: dict[str, Any] = span["attributes"]
 
     def __repr__(self) -> str:
         return f"<{self.service}:{self.name} trace={self.trace_id[:8]}>"
 
 
-class OtlpSink(trace_service_pb2_grpc.TraceServiceServicer):
-    """Keeps every span exported to it."""
+class OtlpSink:
+    """Keeps every span exported to it (up to a million)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.spans: list[CollectedSpan] = []
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        self._collector = TraceCollector(capacity=CAPACITY)
+        self.port = 0
 
-    def Export(self, request: Any, context: Any) -> Any:
-        with self._lock:
-            for resource_spans in request.resource_spans:
-                service = next(
-                    (kv.value.string_value for kv in resource_spans.resource.attributes if kv.key == "service.name"), ""
-                )
-                for scope_spans in resource_spans.scope_spans:
-                    self.spans.extend(CollectedSpan(service, span) for span in scope_spans.spans)
-        return trace_service_pb2.ExportTraceServiceResponse()
+    @property
+    def endpoint(self) -> str:
+        """The value for ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
+        return self._collector.endpoint
 
     def snapshot(self) -> list[CollectedSpan]:
         """The spans received so far."""
-        with self._lock:
-            return list(self.spans)
+        return [CollectedSpan(span) for span in self._collector.store.spans()]
 
     def start(self) -> None:
-        """Start serving."""
-        self._server.start()
+        """Start serving on a free loopback port (then in ``port``)."""
+        self.port = self._collector.start(0)
 
     def stop(self) -> None:
         """Stop serving."""
-        self._server.stop(0)
+        self._collector.stop(0)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import grpc
 from fastapi import FastAPI, Request, Response
@@ -46,7 +48,13 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
         finally:
             await app.state.backends.close()
 
+    options: dict[str, Any] = {}
+    if "telemetry" in inspect.signature(FastAPI).parameters:
+        # Recent FastAPI traces requests natively; the middleware below does it once,
+        # continuing the caller's trace and returning the traceparent.
+        options["telemetry"] = {"tracing": False}
     app = FastAPI(
+        **options,
         title="Carnet API",
         version="1.0.0",
         description=DESCRIPTION,

@@ -24,6 +24,7 @@ class GatewaySettings:
     call_timeout_seconds: float = 10.0
     upload_timeout_seconds: float = 120.0
     dev_mailbox_dir: Path | None = None
+    dev_traces_url: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import unicodedata
@@ -109,6 +110,48 @@ def test_external_database_redis_and_smtp_are_recognised(tmp_path: Path) -> None
     assert settings.user_redis_url == "redis://r/1"
     assert not settings.runs_smtp_sink
     assert settings.user_smtp_port == 587
+
+
+def test_every_child_exports_its_spans_to_the_launchers_collector(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    assert settings.runs_trace_collector
+    backends = dataclasses.replace(BACKENDS, traces_endpoint="http://127.0.0.1:4317")
+    platform = platform_environment(settings, backends)
+    for name in [*(s.name for s in SERVICES), "gateway"]:
+        env = child_environment(settings, platform, name)
+        assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://127.0.0.1:4317"
+        assert env["OTEL_EXPORTER_OTLP_TRACES_INSECURE"] == "true"
+        assert env["OTEL_BSP_SCHEDULE_DELAY"] == "200"
+        assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env, "metrics are not the collector's"
+        assert ("CARNET_DEV_TRACES_URL" in env) == (name == "gateway")
+    gateway = child_environment(settings, platform, "gateway")
+    assert gateway["CARNET_DEV_TRACES_URL"] == "http://127.0.0.1:4317"
+    text = banner(settings, backends, {}, seeded=False)
+    assert "http://127.0.0.1:4317 (launcher, every process)" in text
+
+
+@pytest.mark.parametrize(
+    "variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+)
+def test_a_collector_of_the_users_own_replaces_the_launchers(
+    tmp_path: Path, variable: str
+) -> None:
+    settings = settings_for(
+        tmp_path, **{variable: "http://otel:4317", "OTEL_BSP_SCHEDULE_DELAY": "9"}
+    )
+    assert not settings.runs_trace_collector
+    env = child_environment(settings, platform_environment(settings, BACKENDS), "gateway")
+    assert env[variable] == "http://otel:4317"
+    assert env["OTEL_BSP_SCHEDULE_DELAY"] == "9"
+    assert "CARNET_DEV_TRACES_URL" not in env
+    assert "http://otel:4317 (OTEL_EXPORTER_OTLP_*)" in banner(settings, BACKENDS, {}, seeded=False)
+
+
+def test_the_users_batch_delay_wins(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, OTEL_BSP_SCHEDULE_DELAY="1000")
+    backends = dataclasses.replace(BACKENDS, traces_endpoint="http://127.0.0.1:4317")
+    env = child_environment(settings, platform_environment(settings, backends), "identity")
+    assert env["OTEL_BSP_SCHEDULE_DELAY"] == "1000"
 
 
 def test_a_proxy_in_the_environment_is_bypassed_for_loopback(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
 from carnet_launcher.config import SERVICES
@@ -26,6 +27,7 @@ from carnet_launcher.layout import DataDir
 from carnet_launcher.ports import PortBook
 from carnet_launcher.postgres import EmbeddedPostgres
 from carnet_launcher.redis_server import EmbeddedRedis
+from carnet_launcher.traces import CAPACITY, QUERY_METHOD
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 START_TIMEOUT = 120.0
@@ -170,7 +172,8 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
         (fakes / module / "__main__.py").write_text(FAKE_MAIN)
     out = tmp_path / "out"
     out.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CARNET_")}
+    # No OTEL_* either: without a collector of the user's, the launcher runs its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARNET_", "OTEL_"))}
     env["PYTHONPATH"] = os.pathsep.join([os.fspath(fakes), os.fspath(SRC)])
     env["FAKE_OUT"] = os.fspath(out)
     # Free ports instead of the defaults, so the test runs beside a real platform.
@@ -221,6 +224,13 @@ def test_run_starts_everything_seeds_once_prints_the_banner_and_stops_in_order(
         platform.data.mailbox
     )
     assert (platform.data.secrets.stat().st_mode & 0o777) == 0o700
+    endpoint = f"http://127.0.0.1:{ports['traces']}"
+    assert identity["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == endpoint
+    assert platform.child_env("gateway")["CARNET_DEV_TRACES_URL"] == endpoint
+    assert "CARNET_DEV_TRACES_URL" not in identity
+    with grpc.insecure_channel(endpoint.removeprefix("http://")) as channel:
+        reply = json.loads(channel.unary_unary(QUERY_METHOD)(b"{}", timeout=5))
+    assert reply["capacity"] == CAPACITY, "the collector answers while the platform runs"
 
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(STOP_TIMEOUT) == 0, platform.stderr()

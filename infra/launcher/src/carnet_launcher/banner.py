@@ -71,6 +71,11 @@ def banner(
     mail = f"{backends.smtp_host}:{backends.smtp_port}"
     if settings.runs_smtp_sink:
         mail += f" (sink, files in {settings.mailbox_dir})"
+    traces: list[tuple[str, str]] = []
+    if backends.traces_endpoint:
+        traces.append(("OTLP traces", f"{backends.traces_endpoint} (launcher, every process)"))
+    elif settings.user_traces_endpoint:
+        traces.append(("OTLP traces", f"{settings.user_traces_endpoint} (OTEL_EXPORTER_OTLP_*)"))
     lines = [
         f"Carnet is running (embedded profile, data in {settings.data.root})",
         "",
@@ -81,6 +86,7 @@ def banner(
                 ("API docs", f"{url}/api/v1/docs"),
                 ("Mailbox", f"{url}/dev/mailbox"),
                 ("Traces", f"{url}/debug/traces"),
+                *traces,
                 *(
                     (f"gRPC {s.name}", dial_address(settings.service_addrs[s.name]))
                     for s in SERVICES

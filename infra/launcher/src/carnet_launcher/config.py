@@ -17,6 +17,8 @@ MAIL_FROM = "ne-pas-repondre@carnet.test"
 HTTP_LISTEN = "127.0.0.1:8080"
 DICOM_LISTEN = "127.0.0.1:11112"
 DICOM_AE_TITLE = "CARNET"
+TRACE_BATCH_DELAY_MS = "200"
+"""``OTEL_BSP_SCHEDULE_DELAY`` given to the children: spans show up at once, not after 5 s."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Settings:
     user_redis_url: str | None
     user_smtp_host: str | None
     user_smtp_port: int | None
+    user_traces_endpoint: str | None
     blob_store: str
     blob_dir: Path
     mailbox_dir: Path
@@ -113,6 +116,11 @@ class Settings:
             user_redis_url=env.get("CARNET_REDIS_URL") or None,
             user_smtp_host=env.get("CARNET_SMTP_HOST") or None,
             user_smtp_port=smtp_port,
+            user_traces_endpoint=(
+                env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                or None
+            ),
             blob_store=env.get("CARNET_BLOB_STORE") or "fs",
             blob_dir=Path(env.get("CARNET_BLOB_DIR") or data.objects).resolve(),
             mailbox_dir=Path(env.get("CARNET_DEV_MAILBOX_DIR") or data.mailbox).resolve(),
@@ -123,6 +131,11 @@ class Settings:
     def runs_smtp_sink(self) -> bool:
         """False when the user points the platform at their own SMTP server."""
         return self.user_smtp_host is None
+
+    @property
+    def runs_trace_collector(self) -> bool:
+        """False when the user sends the platform's spans to their own OTLP collector."""
+        return self.user_traces_endpoint is None
 
     @property
     def activation_codes_file(self) -> Path:
@@ -150,10 +163,12 @@ class Backends:
     redis_url: str
     smtp_host: str
     smtp_port: int
+    traces_endpoint: str | None = None
+    """The launcher's own OTLP trace collector, when it runs one."""
 
 
 def platform_environment(settings: Settings, backends: Backends) -> dict[str, str]:
-    """The ``CARNET_*`` variables common to every process of the platform."""
+    """The ``CARNET_*`` (and ``OTEL_*``) variables common to every process of the platform."""
     env = {
         "CARNET_PROFILE": PROFILE,
         "CARNET_DATABASE_URL": backends.database_url,
@@ -170,12 +185,19 @@ def platform_environment(settings: Settings, backends: Backends) -> dict[str, st
     }
     if settings.blob_store == "fs":
         env["CARNET_BLOB_DIR"] = os.fspath(settings.blob_dir)
+    if backends.traces_endpoint:
+        # Traces only: metrics and logs stay as each process configures them without OTLP.
+        env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = backends.traces_endpoint
+        env["OTEL_EXPORTER_OTLP_TRACES_INSECURE"] = "true"
+        env["CARNET_DEV_TRACES_URL"] = backends.traces_endpoint
+        if not settings.environ.get("OTEL_BSP_SCHEDULE_DELAY"):
+            env["OTEL_BSP_SCHEDULE_DELAY"] = TRACE_BATCH_DELAY_MS
     for service in SERVICES:
         env[service.addr_variable] = settings.service_addrs[service.name]
     return env
 
 
-_GATEWAY_ONLY = ("CARNET_HTTP_LISTEN", "CARNET_DEV_MAILBOX_DIR")
+_GATEWAY_ONLY = ("CARNET_HTTP_LISTEN", "CARNET_DEV_MAILBOX_DIR", "CARNET_DEV_TRACES_URL")
 _IMAGING_ONLY = ("CARNET_DICOM_LISTEN", "CARNET_DICOM_AE_TITLE")
 
 

@@ -40,6 +40,7 @@ from .postgres import EmbeddedPostgres
 from .redis_server import EmbeddedRedis
 from .smtp_sink import SmtpSink
 from .supervisor import ChildSpec, StopFlag, Supervisor, stop_leftovers
+from .traces import TraceCollector
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -67,7 +68,7 @@ def _show_log(path: str, text: str) -> None:
 
 
 class Infrastructure:
-    """PostgreSQL, Redis and the SMTP sink of one data directory, minus what the user supplies."""
+    """PostgreSQL, Redis, the SMTP sink and the trace collector, minus what the user supplies."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -75,6 +76,7 @@ class Infrastructure:
         self.postgres: EmbeddedPostgres | None = None
         self.redis: EmbeddedRedis | None = None
         self.sink: SmtpSink | None = None
+        self.traces: TraceCollector | None = None
 
     def start(self, stop: StopFlag) -> Backends:
         """Start what is needed; return the URLs the services get."""
@@ -86,6 +88,14 @@ class Infrastructure:
             if stop.requested:
                 raise Interrupted
 
+        traces_endpoint = None
+        if settings.runs_trace_collector:
+            # First up and last down: it must hear every process, including its final spans.
+            self.traces = self._start_trace_collector(promised)
+            traces_endpoint = self.traces.endpoint
+        else:
+            say(f"traces: exported to {settings.user_traces_endpoint} (OTEL_EXPORTER_OTLP_*)")
+        checkpoint()
         if settings.user_database_url:
             database_url = settings.user_database_url
             say("PostgreSQL: using CARNET_DATABASE_URL")
@@ -111,10 +121,27 @@ class Infrastructure:
             smtp_host = settings.user_smtp_host or LOOPBACK
             smtp_port = settings.user_smtp_port or 25
             say(f"SMTP: using CARNET_SMTP_HOST ({smtp_host}:{smtp_port})")
-        return Backends(database_url, redis_url, smtp_host, smtp_port)
+        return Backends(database_url, redis_url, smtp_host, smtp_port, traces_endpoint)
+
+    def _start_trace_collector(self, promised: list[int]) -> TraceCollector:
+        collector = TraceCollector()
+        attempts = 3
+        for attempt in range(1, attempts + 1):
+            # The remembered port when still free, else a new one: the next try moves on
+            # when something took the port between the check and the bind.
+            port = self.ports.choose("traces", avoid=promised)
+            try:
+                collector.start(port)
+            except InfraError:
+                if attempt == attempts:
+                    raise
+            else:
+                say(f"trace collector listening on {collector.endpoint} (OTLP/gRPC)")
+                return collector
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
-        """Stop the SMTP sink, Redis, then PostgreSQL; report but survive individual failures."""
+        """Stop the SMTP sink, Redis, PostgreSQL, then the trace collector; survive failures."""
         steps: list[tuple[str, Callable[[], None]]] = []
         if self.sink is not None:
             steps.append(("SMTP sink", self.sink.stop))
@@ -122,6 +149,8 @@ class Infrastructure:
             steps.append(("Redis", self.redis.stop))
         if self.postgres is not None:
             steps.append(("PostgreSQL", self.postgres.stop))
+        if self.traces is not None:
+            steps.append(("the trace collector", self.traces.stop))
         for name, stop in steps:
             say(f"stopping {name}")
             try:
@@ -129,6 +158,7 @@ class Infrastructure:
             except LauncherError as exc:
                 say(f"could not stop {name}: {exc}")
         self.sink = self.redis = self.postgres = None
+        self.traces = None
 
 
 def _prepare(settings: Settings) -> None:
