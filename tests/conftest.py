@@ -8,13 +8,7 @@ to a receiver inside the test run.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,102 +16,72 @@ from pathlib import Path
 
 import pytest
 
-from carnet_kit.testing import DEFAULT_ADMIN_URL, create_database, drop_database, free_port
+from carnet_kit.testing import DEFAULT_ADMIN_URL, create_database, drop_database
+from carnet_launcher.harness import SERVICES, LaunchedPlatform, launched_platform
 from tests.otlp_sink import OtlpSink
 
-SERVICES = ("identity", "consent", "dossier", "imaging", "notify")
-START_TIMEOUT = 180
+__all__ = ["SERVICES", "Platform", "fresh_database"]
 
 
 @dataclass
 class Platform:
-    """Addresses of a running platform."""
+    """A running platform and the OTLP receiver its processes export to."""
 
-    base_url: str
-    grpc: dict[str, str]
-    dicom_port: int
-    env: dict[str, str]
-    data_dir: Path
+    launched: LaunchedPlatform
     otlp: OtlpSink
-    process: subprocess.Popen[bytes]
 
+    @property
+    def base_url(self) -> str:
+        """The gateway."""
+        return self.launched.base_url
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the launcher exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200 and (log.exists() and "Carnet is running" in log.read_text()):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the platform was not ready within {START_TIMEOUT}s:\n{log.read_text()[-4000:]}")
+    @property
+    def grpc(self) -> dict[str, str]:
+        """Each service's gRPC address."""
+        return self.launched.grpc
+
+    @property
+    def dicom_port(self) -> int:
+        """The DICOM SCP's port."""
+        return self.launched.dicom_port
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment the services run with."""
+        return self.launched.env
+
+    @property
+    def data_dir(self) -> Path:
+        """The launcher's data directory."""
+        return self.launched.data_dir
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """Launch the platform once for the session and stop it cleanly afterwards."""
+def fresh_database() -> Iterator[str]:
+    """A database of its own on the machine's PostgreSQL for one launched platform."""
     admin = os.environ.get("CARNET_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
-    database = f"carnet_e2e_{uuid.uuid4().hex[:8]}"
-    database_url = asyncio.run(create_database(admin, database))
-    data_dir = tmp_path_factory.mktemp("carnet-data")
+    name = f"carnet_e2e_{uuid.uuid4().hex[:8]}"
+    url = asyncio.run(create_database(admin, name))
+    yield url
+    asyncio.run(drop_database(admin, name))
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory, fresh_database: str) -> Iterator[Platform]:
+    """Launch the platform once for the session and stop it cleanly afterwards."""
     otlp = OtlpSink()
     otlp.start()
-    grpc_addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    http_port, dicom_port = free_port(), free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CARNET_", "OTEL_"))
+    otel = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        # The test's receiver takes traces only.
+        "OTEL_METRICS_EXPORTER": "none",
     }
-    env.update({f"CARNET_{name.upper()}_ADDR": address for name, address in grpc_addresses.items()})
-    env.update(
-        {
-            "CARNET_DATABASE_URL": database_url,
-            "CARNET_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CARNET_DICOM_LISTEN": f"127.0.0.1:{dicom_port}",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp.port}",
-            "OTEL_EXPORTER_OTLP_INSECURE": "true",
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
-            # The test's receiver takes traces only.
-            "OTEL_METRICS_EXPORTER": "none",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    log = data_dir / "launcher.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "carnet_launcher", "run", "--data-dir", str(data_dir / "state")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        _wait_ready(f"http://127.0.0.1:{http_port}/readyz", process, log)
-        ports = json.loads((data_dir / "state" / "ports.json").read_text())
-        yield Platform(
-            base_url=f"http://127.0.0.1:{http_port}",
-            grpc=grpc_addresses,
-            dicom_port=dicom_port,
-            env={
-                **env,
-                "CARNET_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
-                "CARNET_SECRETS_DIR": str(data_dir / "state" / "secrets"),
-            },
-            data_dir=data_dir / "state",
-            otlp=otlp,
-            process=process,
-        )
+        with launched_platform(
+            tmp_path_factory.mktemp("carnet-data"), database_url=fresh_database, extra_env=otel
+        ) as launched:
+            yield Platform(launched, otlp)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         otlp.stop()
-        asyncio.run(drop_database(admin, database))

@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from carnet_kit.testing import DEFAULT_ADMIN_URL, create_database, drop_database, free_port
+from carnet_kit.testing import DEFAULT_ADMIN_URL, create_database, drop_database
+from carnet_launcher.harness import SERVICES, launched_platform
 from tests.conftest import Platform
 
-SERVICES = ("identity", "consent", "dossier", "imaging", "notify")
-START_TIMEOUT = 180
 TRACE_TIMEOUT = 20
 
 
@@ -52,48 +47,11 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     admin = os.environ.get("CARNET_TEST_DATABASE_URL", DEFAULT_ADMIN_URL)
     database = f"carnet_traces_{uuid.uuid4().hex[:8]}"
     database_url = asyncio.run(create_database(admin, database))
-    data_dir = tmp_path_factory.mktemp("carnet-traces")
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("CARNET_", "OTEL_"))}
-    env.update({f"CARNET_{name.upper()}_ADDR": f"127.0.0.1:{free_port()}" for name in SERVICES})
-    http_port = free_port()
-    env.update(
-        {
-            "CARNET_DATABASE_URL": database_url,
-            "CARNET_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-            "CARNET_DICOM_LISTEN": f"127.0.0.1:{free_port()}",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    log = data_dir / "launcher.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "carnet_launcher", "run", "--data-dir", str(data_dir / "state")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     try:
-        _wait_for_banner(process, log)
-        yield f"http://127.0.0.1:{http_port}"
+        with launched_platform(tmp_path_factory.mktemp("carnet-traces"), database_url=database_url) as platform:
+            yield platform.base_url
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         asyncio.run(drop_database(admin, database))
-
-
-def _wait_for_banner(process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while "Carnet is running" not in log.read_text(errors="replace"):
-        if process.poll() is not None:
-            raise RuntimeError(f"the launcher exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the platform was not ready within {START_TIMEOUT}s:\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
 
 
 def _complete_trace(client: httpx.Client, trace_id: str, services: set[str]) -> dict[str, Any]:
