@@ -76,6 +76,7 @@ def launched_platform(
     extra_env: Mapping[str, str] | None = None,
     seed: bool = True,
     start_timeout: float = 180.0,
+    new_session: bool = False,
 ) -> Iterator[LaunchedPlatform]:
     """Run the platform until the block ends; the caller's CARNET_/OTEL_ variables stay out."""
     grpc_addresses = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
@@ -99,7 +100,11 @@ def launched_platform(
     if not seed:
         command.append("--no-seed")
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # new_session: a Ctrl-C in the caller's terminal then reaches only the caller,
+        # which sends the launcher exactly one SIGINT (a second one skips its graceful stop).
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=new_session
+        )
     try:
         _wait_for_banner(process, log, start_timeout)
         ports = json.loads((state / "ports.json").read_text())
