@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -133,13 +135,33 @@ class ConsentClient:
 
 
 class IdentityClient:
-    """Resolves an INS to the holder's person id."""
+    """Resolves an INS to the holder's person id, remembering recent answers briefly.
 
-    def __init__(self, channel: grpc.aio.Channel) -> None:
+    Depositors name holders by INS on every deposit; a short cache spares identity one
+    call per document while an identity merge still shows within ``ttl`` seconds.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, *, ttl: float = 60.0, capacity: int = 10_000) -> None:
         self._stub = identity_grpc.IdentityServiceStub(channel)
+        self._ttl = ttl
+        self._capacity = capacity
+        self._known: collections.OrderedDict[str, tuple[float, str]] = collections.OrderedDict()
 
     async def person_id_for_ins(self, ins: str) -> str:
         """The person id of an INS; NotFound if identity does not know it."""
+        now = time.monotonic()
+        cached = self._known.get(ins)
+        if cached is not None and cached[0] > now:
+            self._known.move_to_end(ins)
+            return cached[1]
+        person_id = await self._lookup(ins)
+        self._known[ins] = (now + self._ttl, person_id)
+        self._known.move_to_end(ins)
+        while len(self._known) > self._capacity:
+            self._known.popitem(last=False)
+        return person_id
+
+    async def _lookup(self, ins: str) -> str:
         try:
             person = await self._stub.LookupPerson(identity_pb.LookupPersonRequest(ins=ins))
         except grpc.aio.AioRpcError as error:
