@@ -15,7 +15,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from carnet_gateway import api, devtools
+from carnet_gateway import api, devtools, space_routes
 from carnet_gateway.backends import Backends
 from carnet_gateway.problems import (
     handle_carnet_error,
@@ -25,6 +25,7 @@ from carnet_gateway.problems import (
     problem,
 )
 from carnet_gateway.settings import GatewaySettings
+from carnet_kit.auth import TokenVerifier
 from carnet_kit.errors import CarnetError
 
 tracer = trace.get_tracer("carnet_gateway")
@@ -37,12 +38,16 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: GatewaySettings, backends: Backends | None = None) -> FastAPI:
-    """The gateway; ``backends`` defaults to channels opened from the settings."""
+def create_app(settings: GatewaySettings, *, verifier: TokenVerifier | None = None) -> FastAPI:
+    """The gateway; ``verifier`` replaces the JWKS-backed token check (tests)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.backends = backends or Backends.open(settings)
+        # Channels belong to the event loop that serves the app: open them here.
+        backends = Backends.open(settings)
+        if verifier is not None:
+            backends.verifier = verifier
+        app.state.backends = backends
         try:
             yield
         finally:
@@ -99,5 +104,7 @@ def create_app(settings: GatewaySettings, backends: Backends | None = None) -> F
         return problem(503, "some services are not serving", reason="NOT_READY", extra={"services": statuses})
 
     app.include_router(api.router)
+    app.include_router(space_routes.router)
+    app.include_router(space_routes.rpc_router)
     app.include_router(devtools.router)
     return app
