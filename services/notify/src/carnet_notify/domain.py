@@ -24,10 +24,13 @@ MASKED_SECRET = "******"
 
 CHANNELS_BY_KIND: Mapping[Kind, tuple[Channel, ...]] = {
     Kind.ONE_TIME_CODE: (Channel.EMAIL,),
-    Kind.ACTIVATION_NOTICE: (Channel.EMAIL,),
+    Kind.ACTIVATION_NOTICE: (Channel.EMAIL, Channel.LETTER),
     Kind.NEW_DOCUMENT: (Channel.IN_APP, Channel.EMAIL),
 }
 """Channels each kind can use today, in the order used when the intent names none."""
+
+LETTER_FALLBACK: frozenset[Kind] = frozenset({Kind.ACTIVATION_NOTICE})
+"""Kinds sent by e-mail when the person has an address, by letter otherwise (PRODUCT.md)."""
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 
@@ -77,6 +80,12 @@ def _sendable_kind(intent: NotificationIntent) -> Kind:
     return intent.kind
 
 
+def _default_channels(kind: Kind, intent: NotificationIntent, offered: tuple[Channel, ...]) -> tuple[Channel, ...]:
+    if kind in LETTER_FALLBACK:
+        return (Channel.EMAIL,) if intent.email else (Channel.LETTER,)
+    return offered
+
+
 def plan_deliveries(intent: NotificationIntent) -> tuple[PlannedDelivery, ...]:
     """Validate an intent and decide its deliveries; at least one must be able to go out."""
     if not intent.recipient_id.strip():
@@ -93,14 +102,15 @@ def plan_deliveries(intent: NotificationIntent) -> tuple[PlannedDelivery, ...]:
             metadata={"parameter": missing[0]},
         )
     offered = CHANNELS_BY_KIND[kind]
-    requested = tuple(dict.fromkeys(intent.channels)) or offered
+    requested = tuple(dict.fromkeys(intent.channels)) or _default_channels(kind, intent, offered)
     for channel in requested:
         if channel not in offered:
             raise _invalid(f"{kind.value} cannot be sent through {channel.value}", "notification.channels")
     planned = []
     for channel in requested:
         destination = intent.email if channel is Channel.EMAIL else ""
-        reachable = channel is Channel.IN_APP or bool(destination)
+        # A letter goes to the postal address the insurer's register holds for the person.
+        reachable = channel in (Channel.IN_APP, Channel.LETTER) or bool(destination)
         planned.append(PlannedDelivery(channel, destination, DeliveryState.PENDING if reachable else DeliveryState.SUPPRESSED))
     if all(delivery.state is DeliveryState.SUPPRESSED for delivery in planned):
         raise FailedPrecondition(

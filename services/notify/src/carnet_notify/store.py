@@ -12,6 +12,7 @@ import asyncpg
 from carnet_kit.outbox import claim_event
 from carnet_notify.domain import SECRET_PARAMETERS, Cursor, PreparedNotification
 from carnet_notify.kinds import AttemptOutcome, Channel, DeliveryState, Kind
+from carnet_notify.templates import render_letter
 
 SCHEMA = "notify"
 
@@ -169,7 +170,8 @@ async def _insert_notification(
     notification = _notification(row)
     for delivery in prepared.deliveries:
         delivery_id = uuid.uuid4()
-        delivered_now = delivery.channel is Channel.IN_APP
+        # In-app items and letters are done once written: the letter joins the print queue.
+        delivered_now = delivery.channel in (Channel.IN_APP, Channel.LETTER)
         state = DeliveryState.DELIVERED if delivered_now else delivery.state
         await conn.execute(
             "INSERT INTO deliveries (delivery_id, notification_id, channel, destination, state, attempt_count,"
@@ -182,7 +184,24 @@ async def _insert_notification(
             1 if delivered_now else 0,
             state.is_open,
         )
-        if delivered_now and prepared.inbox_item is not None:
+        if delivery.channel is Channel.LETTER:
+            letter = render_letter(prepared.kind, intent.parameters)
+            await conn.execute(
+                "INSERT INTO letters (letter_id, delivery_id, recipient_id, kind, subject, body)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                uuid.uuid4(),
+                delivery_id,
+                intent.recipient_id,
+                prepared.kind.value,
+                letter.subject,
+                letter.text,
+            )
+            await conn.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempt_number, end_time, outcome, detail)"
+                " VALUES ($1, 1, now(), 'SUCCEEDED', 'queued for printing')",
+                delivery_id,
+            )
+        if delivery.channel is Channel.IN_APP and prepared.inbox_item is not None:
             await conn.execute(
                 "INSERT INTO inbox_items (item_id, recipient_id, kind, title, body, parameters, notification_id,"
                 " source_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -155,6 +155,11 @@ def render_email(kind: Kind, params: Params) -> RenderedEmail:
     return template.email(_complete(template, params))
 
 
+def render_letter(kind: Kind, params: Params) -> RenderedEmail:
+    """The printed letter of a kind: the e-mail's subject and plain text, for the print queue."""
+    return render_email(kind, params)
+
+
 def render_inbox_item(kind: Kind, params: Params) -> RenderedInboxItem:
     """The inbox item of a kind; KeyError if the kind has no inbox template or a parameter is missing."""
     template = TEMPLATES[kind]
