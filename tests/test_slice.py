@@ -8,62 +8,20 @@ read from the local mailbox, lists, and downloads the very same bytes.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from typing import Any
 
 import httpx
 import pytest
 
 from carnet_dossier.seed import make_pdf
 from tests.conftest import Platform
+from tests.people import client_token as _client_token
+from tests.people import login as _login
 
 CAMILLE_INS = "284057512000531"
 CAMILLE_EMAIL = "camille.martin@demo.carnet.test"
 DEMO_PASSWORD = "Carnet-demo-2026"
-
-
-def _client_token(client: httpx.Client, client_id: str, secret: str) -> str:
-    response = client.post(
-        "/oauth/token", data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["token_type"].lower() == "bearer"
-    assert body["expires_in"] > 0
-    assert "refresh_token" not in body
-    return str(body["access_token"])
-
-
-def _otp_from_mailbox(client: httpx.Client, recipient: str, after: float) -> str:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        messages = client.get("/dev/mailbox", headers={"accept": "application/json"}).json()["messages"]
-        for message in messages:
-            if recipient in message["to"]:
-                match = re.search(r"\b(\d{6})\b", message["text"])
-                if match and message["id"] not in _seen:
-                    _seen.add(message["id"])
-                    return match.group(1)
-        time.sleep(0.2)
-    raise AssertionError(f"no one-time code reached {recipient}")
-
-
-_seen: set[str] = set()
-
-
-def _login(client: httpx.Client, login: str) -> dict[str, Any]:
-    started = time.time()
-    response = client.post("/api/v1/auth/login", json={"login": login, "password": DEMO_PASSWORD})
-    assert response.status_code == 200, response.text
-    challenge = response.json()["challenge_id"]
-    code = _otp_from_mailbox(client, login if "@" in login else CAMILLE_EMAIL, started)
-    response = client.post("/api/v1/auth/otp", json={"challenge_id": challenge, "code": code})
-    assert response.status_code == 200, response.text
-    tokens: dict[str, Any] = response.json()
-    assert tokens["refresh_token"]
-    return tokens
 
 
 def _deposit(client: httpx.Client, token: str, unique_id: str, content: bytes, title: str) -> httpx.Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import grpc
 from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -143,14 +144,19 @@ class LogoutRequest(BaseModel):
 async def logout(request: Request, body: LogoutRequest, credentials: Annotated[Any, Security(bearer_scheme)]) -> Response:
     caller: Caller = await authenticate(request, credentials)
     identity = request.app.state.backends.identity
-    await identity.RevokeToken(
-        identity_pb.RevokeTokenRequest(token=caller.token, token_type_hint="access_token"), metadata=caller.metadata
-    )
     if body.refresh_token:
         await identity.RevokeToken(
             identity_pb.RevokeTokenRequest(token=body.refresh_token, token_type_hint="refresh_token"),
             metadata=caller.metadata,
         )
+    try:
+        await identity.RevokeToken(
+            identity_pb.RevokeTokenRequest(token=caller.token, token_type_hint="access_token"), metadata=caller.metadata
+        )
+    except grpc.aio.AioRpcError as error:
+        # Revoking the refresh token's family already revoked this access token.
+        if error.code() != grpc.StatusCode.UNAUTHENTICATED or not body.refresh_token:
+            raise
     return Response(status_code=204)
 
 

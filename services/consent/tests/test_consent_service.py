@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
 import pytest
 
 from carnet.consent.v1 import consent_service_pb2, consent_service_pb2_grpc, resources_pb2
-from carnet_consent.app import build
+from carnet_consent.app import ConsentRuntime
 from carnet_consent.domain import OppositionKind
-from carnet_consent.settings import ConsentSettings
 from carnet_consent.store import SCHEMA, ConsentStore
 from carnet_kit.auth import Principal
-from carnet_kit.config import HostPort
-from carnet_kit.db import create_pool
 from carnet_kit.server import ServiceApp
 from carnet_kit.status import parse_rpc_error
-from carnet_kit.testing import TokenFactory, free_port
+from carnet_kit.testing import TokenFactory, wait_until
 
 
 @pytest.fixture
-async def consent_app(database_url: str, redis_url: str, token_factory: TokenFactory) -> AsyncIterator[ServiceApp]:
-    settings = ConsentSettings(
-        grpc_listen=HostPort("127.0.0.1", free_port()), database_url=database_url, redis_url=redis_url, profile="test"
-    )
-    app = await build(settings, verifier=token_factory.verifier())
-    await app.start()
-    yield app
-    await app.stop(0)
-
-
-@pytest.fixture
-async def stub(consent_app: ServiceApp) -> AsyncIterator[consent_service_pb2_grpc.ConsentServiceStub]:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{consent_app.port}") as channel:
-        yield consent_service_pb2_grpc.ConsentServiceStub(channel)
-
-
-@pytest.fixture
-async def store(database_url: str, consent_app: ServiceApp) -> AsyncIterator[ConsentStore]:
-    pool = await create_pool(database_url, SCHEMA)
-    yield ConsentStore(pool)
-    await pool.close()
+def consent_app(runtime: ConsentRuntime) -> ServiceApp:
+    return runtime.app
 
 
 def bearer(token_factory: TokenFactory, principal: Principal) -> tuple[tuple[str, str], ...]:
@@ -57,6 +34,18 @@ def new_holder() -> str:
 def nurse() -> Principal:
     subject = f"pro-{uuid.uuid4().hex[:8]}"
     return Principal(subject=subject, role="professional", profession_code="60", rpps="10000000025")
+
+
+async def grant_care_team(store: ConsentStore, holder_id: str, professional: Principal) -> None:
+    await store.create_authorisation(
+        holder_id,
+        professional_id=professional.subject,
+        rpps=professional.rpps,
+        organisation_id="",
+        origin="HOLDER_GRANT",
+        expire_time=None,
+        created_by=Principal(subject=holder_id, role="holder"),
+    )
 
 
 def read_request(actor: Principal, holder_id: str, document_class: str) -> consent_service_pb2.DecideRequest:
@@ -88,7 +77,7 @@ async def test_decide_answers_a_denial_not_an_error(
         read_request(actor, new_holder(), "PSY_SYNTHESIS"), metadata=bearer(token_factory, actor)
     )
     assert response.effect == resources_pb2.EFFECT_DENY
-    assert response.reason_code == "ACCESS_DENIED_MATRIX"
+    assert response.reason_code == "ACCESS_DENIED_NOT_AUTHORISED"
     assert list(response.obligations) == []
 
 
@@ -146,18 +135,22 @@ async def test_service_caller_may_ask_about_any_actor(
     assert list(response.obligations) == [resources_pb2.OBLIGATION_LOG_ACCESS, resources_pb2.OBLIGATION_NOTIFY_HOLDER]
 
 
-async def test_decide_reads_blocks_from_the_store(
+async def test_a_block_made_by_another_replica_reaches_the_cached_facts(
     stub: consent_service_pb2_grpc.ConsentServiceStub, store: ConsentStore, token_factory: TokenFactory
 ) -> None:
     holder_id = new_holder()
     actor = nurse()
     holder = Principal(subject=holder_id, role="holder")
+    await grant_care_team(store, holder_id, actor)
     before = await stub.Decide(read_request(actor, holder_id, "LAB"), metadata=bearer(token_factory, actor))
     assert before.reason_code == "ALLOWED_CARE_TEAM"
-    await store.add_block(holder_id, actor.subject, rpps=actor.rpps, created_by=holder)
-    after = await stub.Decide(read_request(actor, holder_id, "LAB"), metadata=bearer(token_factory, actor))
-    assert after.effect == resources_pb2.EFFECT_DENY
-    assert after.reason_code == "ACCESS_DENIED_BLOCKED"
+    await store.create_block(holder_id, actor.subject, rpps=actor.rpps, created_by=holder)
+
+    async def denied() -> bool:
+        after = await stub.Decide(read_request(actor, holder_id, "LAB"), metadata=bearer(token_factory, actor))
+        return after.reason_code == "ACCESS_DENIED_BLOCKED"
+
+    await wait_until(denied, timeout=5.0)
 
 
 async def test_block_by_rpps_catches_the_professional_under_another_id(
@@ -189,13 +182,15 @@ async def test_decide_reads_creation_opposition_from_the_store(
 
 
 async def test_batch_decide_answers_each_item_in_order(
-    stub: consent_service_pb2_grpc.ConsentServiceStub, token_factory: TokenFactory
+    stub: consent_service_pb2_grpc.ConsentServiceStub, store: ConsentStore, token_factory: TokenFactory
 ) -> None:
     actor = nurse()
+    holder_id = new_holder()
+    await grant_care_team(store, holder_id, actor)
     classes = ["LAB", "CERTIFICATE", "CARE_PLAN", "PSY_SYNTHESIS"]
     request = consent_service_pb2.BatchDecideRequest(
         actor=actor.to_actor(),
-        holder_id=new_holder(),
+        holder_id=holder_id,
         action=resources_pb2.ACTION_LIST,
         items=[resources_pb2.ItemAttributes(document_class=c) for c in classes],
     )
@@ -254,4 +249,7 @@ async def test_migrations_create_the_consent_tables(consent_app: ServiceApp, dat
         tables = {row["table_name"] for row in rows}
     finally:
         await conn.close()
-    assert {"oppositions", "blocks", "care_team_authorisations"} <= tables
+    assert {
+        "oppositions", "blocks", "care_team_authorisations", "app_consents", "persons", "treating_physicians",
+        "representatives", "helpers", "outbox",
+    } <= tables

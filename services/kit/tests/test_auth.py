@@ -87,3 +87,48 @@ async def test_revoked_token_is_refused(token_factory: TokenFactory) -> None:
     with pytest.raises(Unauthenticated) as info:
         await verifier.verify(token)
     assert info.value.reason == "TOKEN_REVOKED"
+
+
+async def test_a_verified_token_is_not_verified_again_but_revocation_still_applies(token_factory: TokenFactory) -> None:
+    revoked: set[str] = set()
+    decodes = 0
+
+    async def fetch() -> dict[str, Any]:
+        return token_factory.jwks()
+
+    async def is_revoked(token_id: str) -> bool:
+        return token_id in revoked
+
+    verifier = TokenVerifier(fetch, is_revoked=is_revoked)
+    original = verifier._verify_signed
+
+    async def counting(token: str) -> tuple[Principal, str]:
+        nonlocal decodes
+        decodes += 1
+        return await original(token)
+
+    verifier._verify_signed = counting  # type: ignore[method-assign]
+    token = token_factory.mint(HOLDER)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    assert decodes == 1
+    revoked.add(first.token_id)
+    with pytest.raises(Unauthenticated) as info:
+        await verifier.verify(token)
+    assert info.value.reason == "TOKEN_REVOKED"
+
+
+async def test_a_cached_token_expires_with_its_exp() -> None:
+    factory = TokenFactory()
+    now = [float(int(__import__("time").time()))]
+
+    async def fetch() -> dict[str, Any]:
+        return factory.jwks()
+
+    verifier = TokenVerifier(fetch, clock=lambda: now[0])
+    token = factory.mint(HOLDER, ttl=60)
+    await verifier.verify(token)
+    now[0] += 60 + 31  # past exp and the clock skew allowance
+    with pytest.raises(Unauthenticated) as info:
+        await verifier.verify(token)
+    assert info.value.reason == "TOKEN_EXPIRED"

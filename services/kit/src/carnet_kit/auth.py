@@ -9,6 +9,7 @@ token names a key id the cache does not know (key rotation), at most once per
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import dataclasses
 import time
@@ -195,6 +196,7 @@ class TokenVerifier:
         audience: str = AUDIENCE,
         refresh_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
+        cache_size: int = 10_000,
     ) -> None:
         self._fetch_jwks = fetch_jwks
         self._is_revoked = is_revoked
@@ -202,6 +204,8 @@ class TokenVerifier:
         self._audience = audience
         self._refresh_interval = refresh_interval
         self._clock = clock
+        self._cache_size = cache_size
+        self._verified: collections.OrderedDict[str, tuple[Principal, str]] = collections.OrderedDict()
         self._keys: KeySet | None = None
         self._kids: set[str] = set()
         self._fetched_at = float("-inf")
@@ -218,7 +222,32 @@ class TokenVerifier:
             self._fetched_at = now
 
     async def verify(self, token: str) -> Principal:
-        """The principal of a valid token; Unauthenticated otherwise."""
+        """The principal of a valid token; Unauthenticated otherwise.
+
+        A token verified before is not verified again until it expires (the signature
+        check is most of the cost of a call); its key must still be published, and
+        the revocation list is asked every time.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, kid = cached
+            if kid in self._kids and principal.expires_at + CLOCK_SKEW_SECONDS >= self._clock():
+                self._verified.move_to_end(token)
+                await self._check_revocation(principal)
+                return principal
+            del self._verified[token]
+        principal, kid = await self._verify_signed(token)
+        await self._check_revocation(principal)
+        self._verified[token] = (principal, kid)
+        while len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _check_revocation(self, principal: Principal) -> None:
+        if self._is_revoked is not None and principal.token_id and await self._is_revoked(principal.token_id):
+            raise Unauthenticated("access token was revoked", reason="TOKEN_REVOKED")
+
+    async def _verify_signed(self, token: str) -> tuple[Principal, str]:
         try:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError) as exc:
@@ -244,10 +273,7 @@ class TokenVerifier:
             raise Unauthenticated("access token has expired", reason="TOKEN_EXPIRED")
         if isinstance(claims.get("nbf"), int) and claims["nbf"] - CLOCK_SKEW_SECONDS > now:
             raise Unauthenticated("access token is not valid yet", reason="TOKEN_INVALID")
-        principal = Principal.from_claims(claims)
-        if self._is_revoked is not None and principal.token_id and await self._is_revoked(principal.token_id):
-            raise Unauthenticated("access token was revoked", reason="TOKEN_REVOKED")
-        return principal
+        return Principal.from_claims(claims), kid
 
 
 def revoked_key(token_id: str) -> str:
