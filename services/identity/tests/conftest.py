@@ -295,3 +295,19 @@ def make_identity(database_url: str, redis_url: str) -> Any:
         return await build(identity_settings(database_url, redis_url, notify_port, **extra), verifier=verifier)
 
     return make
+
+
+@pytest.fixture
+async def issue_token(identity: Identity) -> Any:
+    """``await issue_token(Principal(...))``: an access token signed by identity's own active key."""
+    from carnet_identity.keys import KeyRing
+    from carnet_identity.tokens import TokenIssuer
+
+    keys = KeyRing(identity.store, default_overlap=dt.timedelta(hours=1))
+    await keys.reload()
+    issuer = TokenIssuer(keys)
+
+    async def issue(principal: Any, ttl: int = 300) -> str:
+        return (await issuer.mint(principal, ttl)).token
+
+    return issue

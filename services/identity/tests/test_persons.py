@@ -109,9 +109,9 @@ async def test_tokens_not_signed_by_identity_are_refused(identity, accounts, tok
     assert (error.code, error.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")
 
 
-async def test_unimplemented_methods_answer_unimplemented(identity, accounts, rpc_error) -> None:
+async def test_a_software_client_may_not_list_persons(identity, accounts, rpc_error) -> None:
     token = await service_token(identity, accounts)
     error = await rpc_error(
         identity.stub.ListPersons(identity_service_pb2.ListPersonsRequest(), metadata=bearer(token))
     )
-    assert error.code == grpc.StatusCode.UNIMPLEMENTED
+    assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "CALLER_NOT_ALLOWED")

@@ -11,19 +11,35 @@ from typing import Any
 
 from carnet.identity.v1 import identity_service_pb2_grpc
 from carnet_identity.clients import ClientCredentialsService
+from carnet_identity.directory import (
+    DirectoryServices,
+    OrganisationDirectory,
+    ProfessionalDirectory,
+    SoftwareClientRegistry,
+    client_token_housekeeping,
+    client_token_recorder,
+)
+from carnet_identity.enrolment import PersonRegistry
 from carnet_identity.hashing import SecretHasher
+from carnet_identity.jobs import LifecycleJobs, OppositionFollower
 from carnet_identity.keys import KeyRing, utcnow
+from carnet_identity.lifecycle import Lifecycle, PersonServices
 from carnet_identity.login import LoginService
+from carnet_identity.notices import NoticeWorker
 from carnet_identity.notifier import Notifier, notify_channel
 from carnet_identity.persons import PersonDirectory
+from carnet_identity.representation import RepresentationService, representation_sweeper
 from carnet_identity.servicer import PUBLIC_METHODS, SERVICE_NAME, IdentityServicer
 from carnet_identity.sessions import SessionService
 from carnet_identity.settings import SCHEMA, IdentitySettings
 from carnet_identity.store import MIGRATIONS, IdentityStore
+from carnet_identity.store_directory import DirectoryStore
+from carnet_identity.store_persons import PersonStore
 from carnet_identity.throttle import LoginThrottle
 from carnet_identity.tokens import ServiceTokenSource, TokenIssuer
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.db import create_pool, migrate
+from carnet_kit.outbox import OutboxRelay, install_outbox
 from carnet_kit.peers import redis_revocation_check
 from carnet_kit.redis_client import create_redis
 from carnet_kit.server import GrpcService, ServiceApp
@@ -42,6 +58,8 @@ async def prepare_database(settings: IdentitySettings) -> IdentityStore:
     )
     try:
         await migrate(pool, SCHEMA, MIGRATIONS)
+        # The kit's outbox (events written in the transaction of their change, relayed to Redis).
+        await install_outbox(pool, SCHEMA)
     except BaseException:
         await pool.close()
         raise
@@ -109,17 +127,49 @@ async def build(settings: IdentitySettings, *, verifier: TokenVerifier | None = 
             otp_ttl_seconds=settings.otp_ttl_seconds,
             otp_max_attempts=settings.otp_max_attempts,
         )
-        # Methods of the contract not implemented yet fall back to the generated base
-        # class at run time (UNIMPLEMENTED); its stub declares them abstract.
-        servicer = IdentityServicer(  # type: ignore[abstract]
+        # --- directory and representation
+        directory_store = DirectoryStore.sharing(pool_store)
+        directory = DirectoryServices(
+            professionals=ProfessionalDirectory(directory_store, hasher, sessions),
+            organisations=OrganisationDirectory(directory_store),
+            clients=SoftwareClientRegistry(directory_store, hasher, sessions),
+            representation=RepresentationService(directory_store, sessions),
+        )
+        # One relay publishes identity's whole outbox (every event of every use case).
+        outbox_relay = OutboxRelay(directory_store.pool, redis_client, SCHEMA)
+        # --- persons and lifecycle
+        person_store = PersonStore.sharing(pool_store)
+        lifecycle = Lifecycle(
+            person_store,
+            pool_store,
+            hasher,
+            LoginThrottle(
+                redis_client,
+                max_failures=settings.login_max_failures,
+                window_seconds=settings.login_failure_window_seconds,
+            ),
+        )
+        person_services = PersonServices(PersonRegistry(person_store), lifecycle)
+        person_background = [
+            NoticeWorker(person_store, notifier).run,
+            LifecycleJobs(person_store, lifecycle).run,
+            OppositionFollower(person_store, lifecycle).consumer(redis_client).run,
+        ]
+        servicer = IdentityServicer(
             clients=ClientCredentialsService(
-                pool_store, hasher, issuer, access_ttl_seconds=settings.access_token_ttl_seconds
+                pool_store,
+                hasher,
+                issuer,
+                access_ttl_seconds=settings.access_token_ttl_seconds,
+                on_issued=client_token_recorder(directory_store),
             ),
             login=login,
             sessions=sessions,
             persons=PersonDirectory(pool_store),
             keys=keys,
             verifier=verifier,
+            directory=directory,
+            person_services=person_services,
         )
     except BaseException:
         await resources.aclose()
@@ -134,6 +184,12 @@ async def build(settings: IdentitySettings, *, verifier: TokenVerifier | None = 
         settings=settings,
         services=[service],
         verifier=verifier,
-        background=[housekeeping(pool_store)],
+        background=[
+            housekeeping(pool_store),
+            client_token_housekeeping(directory_store),
+            representation_sweeper(directory.representation),
+            outbox_relay.run,
+            *person_background,
+        ],
         resources=resources,
     )

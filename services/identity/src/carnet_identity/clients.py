@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from carnet_identity.domain.credentials import grant_scopes
 from carnet_identity.hashing import SecretHasher
 from carnet_identity.sessions import TokenGrant
 from carnet_identity.store import IdentityStore
-from carnet_identity.tokens import TokenIssuer
+from carnet_identity.tokens import IssuedToken, TokenIssuer
 from carnet_kit.auth import Principal
 from carnet_kit.errors import Unauthenticated
 
 MAX_CLIENT_ID_LENGTH = 64
+
+# Called with each token issued to a client (the directory records it, to revoke it with the client).
+TokenIssued = Callable[[str, IssuedToken], Awaitable[None]]
 
 
 class ClientCredentialsService:
     """Exchanges a client id and secret for an access token (no refresh token, RFC 6749 §4.4.3)."""
 
     def __init__(
-        self, store: IdentityStore, hasher: SecretHasher, issuer: TokenIssuer, *, access_ttl_seconds: int
+        self,
+        store: IdentityStore,
+        hasher: SecretHasher,
+        issuer: TokenIssuer,
+        *,
+        access_ttl_seconds: int,
+        on_issued: TokenIssued | None = None,
     ) -> None:
         self._store = store
+        self._on_issued = on_issued
         self._hasher = hasher
         self._issuer = issuer
         self._access_ttl = access_ttl_seconds
@@ -42,4 +52,7 @@ class ClientCredentialsService:
             organisation_id=str(client.organisation_id) if client.organisation_id else "",
             scopes=granted,
         )
-        return TokenGrant(await self._issuer.mint(principal, self._access_ttl))
+        issued = await self._issuer.mint(principal, self._access_ttl)
+        if self._on_issued is not None:
+            await self._on_issued(client.client_id, issued)
+        return TokenGrant(issued)

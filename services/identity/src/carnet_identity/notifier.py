@@ -91,3 +91,29 @@ class Notifier:
                 reason="NOTIFY_UNAVAILABLE",
                 metadata={"notify_status": remote.code.name},
             ) from exc
+
+    async def send_activation_notice(
+        self,
+        *,
+        request_id: str,
+        recipient_id: uuid.UUID,
+        channel: Channel,
+        email: str,
+        parameters: dict[str, str],
+    ) -> None:
+        """Hand an activation notice (e-mail, or a letter record) to notify; raises the remote error as is.
+
+        The caller (the notice worker) tells transient failures from permanent ones.
+        """
+        notification = resources_pb2.Notification(
+            recipient_id=str(recipient_id),
+            kind=resources_pb2.NOTIFICATION_KIND_ACTIVATION_NOTICE,
+            channels=[_PROTO_CHANNEL[channel]],
+            parameters=parameters,
+            email=email if channel is Channel.EMAIL else "",
+        )
+        request = notify_service_pb2.CreateNotificationRequest(notification=notification, request_id=request_id)
+        token = await self._service_tokens.token()
+        await self._stub.CreateNotification(
+            request, timeout=self._timeout, metadata=(("authorization", f"Bearer {token}"),)
+        )

@@ -18,8 +18,9 @@ from collections.abc import Callable
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from carnet_identity.domain.accounts import ensure_login_allowed, ensure_professional_login_allowed
+from carnet_identity.domain.accounts import ensure_login_allowed, ensure_professional_login_allowed, is_minor
 from carnet_identity.domain.credentials import looks_like_refresh_token, new_refresh_token, refresh_token_digest
+from carnet_identity.domain.directory import DELEGATION_SCOPES
 from carnet_identity.domain.model import AccountKind, Session
 from carnet_identity.keys import utcnow
 from carnet_identity.store import IdentityStore, IssuedAccessToken
@@ -109,8 +110,23 @@ class SessionService:
                 reason="NOT_ACTING_FOR",
                 metadata={"acting_for": str(session.acting_for)},
             )
+        if representation.kind == "legal":
+            # Access ends at 18 (PRODUCT.md), whatever end the representation was recorded with.
+            holder = await store.person_by_id(session.acting_for)
+            if holder is None or not is_minor(holder.birth_date, now.date()):
+                raise PermissionDenied(
+                    "the holder is no longer a minor",
+                    reason="NOT_ACTING_FOR",
+                    metadata={"acting_for": str(session.acting_for)},
+                )
         role = "representative" if representation.kind == "legal" else "helper"
-        return Principal(subject=str(person.id), role=role, acting_for=str(session.acting_for))
+        # The scope tells every service what the delegate may do: read only, or read and write.
+        return Principal(
+            subject=str(person.id),
+            role=role,
+            acting_for=str(session.acting_for),
+            scopes=DELEGATION_SCOPES.get(representation.access, DELEGATION_SCOPES["read_only"]),
+        )
 
     async def open_session(self, store: IdentityStore, session: Session) -> TokenGrant:
         """Tokens for a completed login: an access token and the first refresh token of a new family."""
@@ -209,6 +225,10 @@ class SessionService:
     def _ensure_may_revoke(caller: Principal, owner: str) -> None:
         if caller.subject != owner and caller.role not in REVOKE_ANY_ROLES:
             raise PermissionDenied("this token belongs to somebody else", reason="CALLER_NOT_ALLOWED")
+
+    async def revoke_access_tokens(self, tokens: list[IssuedAccessToken]) -> None:
+        """Put these access tokens on the revocation list (a client removed, a helper's grant ended)."""
+        await self._revoke_access_tokens(tokens)
 
     async def _revoke_access_tokens(self, tokens: list[IssuedAccessToken]) -> None:
         """Put access token ids on the Redis revocation list until they would expire anyway."""

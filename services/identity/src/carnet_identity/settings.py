@@ -26,6 +26,17 @@ class IdentitySettings(ServiceSettings):
     signing_key_overlap_seconds: int = 3600
     # Where seed-demo writes the demo activation codes (and future local secrets).
     secrets_dir: Path | None = None
+    # OpenID Connect provider as professionals' login source (e.g. Pro Santé Connect); off when the issuer is empty.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_redirect_uri: str = ""
+    oidc_scopes: tuple[str, ...] = ("openid",)
+    oidc_acr_values: str = ""
+    # The ID-token claim carrying the professional's national id, and the prefix before the RPPS number
+    # (Pro Santé Connect: "preferred_username" = "8" + RPPS).
+    oidc_rpps_claim: str = "preferred_username"
+    oidc_rpps_prefix: str = "8"
 
     def validate(self) -> None:
         """Common checks, then lifetimes that must be positive and consistent."""
@@ -41,6 +52,12 @@ class IdentitySettings(ServiceSettings):
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(env_name(name), "must be positive")
+        if self.oidc_issuer:
+            for name in ("oidc_client_id", "oidc_redirect_uri"):
+                if not getattr(self, name):
+                    raise ConfigError(env_name(name), "is required when CARNET_OIDC_ISSUER is set")
+            if "openid" not in self.oidc_scopes:
+                raise ConfigError(env_name("oidc_scopes"), "must include openid")
         if self.signing_key_overlap_seconds < self.access_token_ttl_seconds:
             raise ConfigError(
                 env_name("signing_key_overlap_seconds"),

@@ -73,6 +73,11 @@ class Person:
     activation_code_expires_at: dt.datetime | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    # Lifecycle facts read by the lifecycle use cases (state before suspension or
+    # closure, end of the archive, when a deletion was asked for).
+    previous_state: AccountState | None = None
+    archive_until: dt.datetime | None = None
+    deletion_requested_at: dt.datetime | None = None
 
     @property
     def ins(self) -> str:
