@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from carnet_identity.domain.credentials import grant_scopes
+from carnet_identity.domain.directory import OPERATOR_CLIENT_KINDS
 from carnet_identity.hashing import SecretHasher
 from carnet_identity.sessions import TokenGrant
 from carnet_identity.store import IdentityStore
@@ -47,7 +48,7 @@ class ClientCredentialsService:
         granted = grant_scopes(client.scopes, scopes)
         principal = Principal(
             subject=client.client_id,
-            role="client",
+            role="operator" if client.kind in OPERATOR_CLIENT_KINDS else "client",
             client_id=client.client_id,
             organisation_id=str(client.organisation_id) if client.organisation_id else "",
             scopes=granted,

@@ -121,7 +121,8 @@ HOLDERS = (CAMILLE, LEA, KARIM, JEAN)
 
 IMAGING_CENTRE = DemoOrganisation("750001232", "Centre d'imagerie Demo", "imaging_centre", "75")
 LABORATORY = DemoOrganisation("690004569", "Laboratoire de biologie médicale Demo", "laboratory", "69")
-ORGANISATIONS = (IMAGING_CENTRE, LABORATORY)
+INSURER = DemoOrganisation("130001233", "Caisse primaire d'assurance maladie Demo", "insurer", "13")
+ORGANISATIONS = (IMAGING_CENTRE, LABORATORY, INSURER)
 
 PAUL_DUBOIS = DemoProfessional("10000000017", "DUBOIS", "Paul", "10", "SM26")
 SOPHIE_LEROY = DemoProfessional("10000000025", "LEROY", "Sophie", "60", "")
@@ -146,7 +147,23 @@ LAB_CLIENT = DemoClient(
     LABORATORY.finess,
     ("documents.deposit",),
 )
-CLIENTS = (PACS_CLIENT, LAB_CLIENT)
+REGISTRY_CLIENT = DemoClient(
+    "registry-demo",
+    "registry-demo-secret",
+    "Référentiel des assurés (CPAM Demo)",
+    "insurer_registry",
+    INSURER.finess,
+    ("persons.import",),
+)
+AGENT_DESK_CLIENT = DemoClient(
+    "agent-desk-demo",
+    "agent-desk-demo-secret",
+    "Poste des agents d'accueil (CPAM Demo)",
+    "operator_console",
+    INSURER.finess,
+    (),
+)
+CLIENTS = (PACS_CLIENT, LAB_CLIENT, REGISTRY_CLIENT, AGENT_DESK_CLIENT)
 
 # Ids other services refer to.
 CAMILLE_ID = CAMILLE.id

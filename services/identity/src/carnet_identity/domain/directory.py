@@ -95,7 +95,11 @@ CLIENT_KINDS = (
     "laboratory_system",
     "catalogue_app",
     "insurer_registry",
+    "operator_console",
 )
+# The agents' desk software of an insurer: its tokens act as an operator (recording
+# oppositions and closures for people who come to the desk), never on clinical content.
+OPERATOR_CLIENT_KINDS = frozenset({"operator_console"})
 
 
 @dataclasses.dataclass(frozen=True)
