@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -243,3 +244,31 @@ def test_probes_explain_why_a_target_is_not_ready() -> None:
     port = pick_free_port()
     assert grpc_health(f"127.0.0.1:{port}", timeout=1).startswith("UNAVAILABLE")  # type: ignore[union-attr]
     assert http_ok(f"http://127.0.0.1:{port}/readyz", timeout=1) is not None
+
+
+def test_stop_requests_from_signals_wake_the_waits_without_taking_a_lock() -> None:
+    # A handler that takes the lock of threading.Event can deadlock against a wait
+    # holding it; many signals in a row made that happen. Here they must all go through.
+    script = (
+        "import sys, time\n"
+        "from carnet_launcher.supervisor import StopFlag\n"
+        "flag = StopFlag()\n"
+        "flag.install_signal_handlers()\n"
+        "print('ready', flush=True)\n"
+        "while not flag.hurry:\n"
+        "    flag.wait(30)\n"
+        "print('stopped', flag.requested, flag.hurry, flush=True)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "ready"
+        for _ in range(50):
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
+        out, _ = child.communicate(timeout=10)
+        assert out.strip() == "stopped True True"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

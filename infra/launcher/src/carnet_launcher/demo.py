@@ -142,7 +142,13 @@ PACS_DEMO = DemoClient(
 LAB_DEMO = DemoClient(
     "lab-demo", "lab-demo-secret", ("documents.deposit",), "a medical laboratory's software"
 )
-CLIENTS: tuple[DemoClient, ...] = (PACS_DEMO, LAB_DEMO)
+REGISTRY_DEMO = DemoClient(
+    "registry-demo", "registry-demo-secret", ("persons.import",), "the insurer's registry (carnet identity import)"
+)
+AGENT_DESK_DEMO = DemoClient(
+    "agent-desk-demo", "agent-desk-demo-secret", (), "an insurer's agents' desk (its tokens act as an operator)"
+)
+CLIENTS: tuple[DemoClient, ...] = (PACS_DEMO, LAB_DEMO, REGISTRY_DEMO, AGENT_DESK_DEMO)
 
 
 def read_activation_codes(path: Path) -> dict[str, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,21 +28,29 @@ POLL_INTERVAL = 0.2
 
 
 class StopFlag:
-    """Raised by Ctrl-C or SIGTERM; every wait of the launcher gives up when it is set."""
+    """Raised by Ctrl-C or SIGTERM; every wait of the launcher gives up when it is set.
+
+    A signal handler runs in the main thread between two bytecodes, possibly while that
+    thread holds a lock inside ``threading.Event.wait``; so the flag takes no lock: the
+    request is a plain counter plus one byte written to a pipe the waits select on.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
         self._count = 0
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
 
     def request(self) -> None:
         """Ask everything to stop; a second request asks to hurry (no grace period)."""
         self._count += 1
-        self._event.set()
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._write_fd, b"!")
 
     @property
     def requested(self) -> bool:
         """Whether a stop was asked for."""
-        return self._event.is_set()
+        return self._count > 0
 
     @property
     def hurry(self) -> bool:
@@ -51,7 +59,11 @@ class StopFlag:
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, waking early on a stop request."""
-        return self._event.wait(timeout)
+        if self.requested:
+            return True
+        with contextlib.suppress(InterruptedError):
+            select.select([self._read_fd], [], [], max(timeout, 0.0))
+        return self.requested
 
     def install_signal_handlers(self, on_signal: Callable[[int], None] | None = None) -> None:
         """Turn SIGINT and SIGTERM into stop requests (main thread only)."""
