@@ -143,10 +143,16 @@ LAB_DEMO = DemoClient(
     "lab-demo", "lab-demo-secret", ("documents.deposit",), "a medical laboratory's software"
 )
 REGISTRY_DEMO = DemoClient(
-    "registry-demo", "registry-demo-secret", ("persons.import",), "the insurer's registry (carnet identity import)"
+    "registry-demo",
+    "registry-demo-secret",
+    ("persons.import",),
+    "the insurer's registry (carnet identity import)",
 )
 AGENT_DESK_DEMO = DemoClient(
-    "agent-desk-demo", "agent-desk-demo-secret", (), "an insurer's agents' desk (its tokens act as an operator)"
+    "agent-desk-demo",
+    "agent-desk-demo-secret",
+    (),
+    "an insurer's agents' desk (its tokens act as an operator)",
 )
 CLIENTS: tuple[DemoClient, ...] = (PACS_DEMO, LAB_DEMO, REGISTRY_DEMO, AGENT_DESK_DEMO)
 
