@@ -175,14 +175,17 @@ async def test_a_professional_reads_themself_but_not_a_colleague(identity, accou
     mine = await identity.stub.GetProfessional(svc.GetProfessionalRequest(professional_id=str(me.id)), metadata=token)
     assert mine.rpps == me.rpps
     error = await rpc_error(
-        identity.stub.LookupProfessional(svc.LookupProfessionalRequest(rpps=colleague.rpps), metadata=token)
+        identity.stub.GetProfessional(svc.GetProfessionalRequest(professional_id=str(colleague.id)), metadata=token)
     )
     assert error.reason == "CALLER_NOT_ALLOWED"
-    # An unknown number tells a professional nothing either.
+    # The RPPS directory is public: by number a colleague is found, without their contacts.
+    public = await identity.stub.LookupProfessional(svc.LookupProfessionalRequest(rpps=colleague.rpps), metadata=token)
+    assert (public.professional_id, public.rpps) == (str(colleague.id), colleague.rpps)
+    assert public.email == "" and public.mobile_phone == ""
     error = await rpc_error(
         identity.stub.LookupProfessional(svc.LookupProfessionalRequest(rpps=new_rpps()), metadata=token)
     )
-    assert error.reason == "CALLER_NOT_ALLOWED"
+    assert error.reason == "PROFESSIONAL_NOT_FOUND"
 
 
 async def test_updating_a_professional_changes_only_the_masked_fields_and_is_announced(

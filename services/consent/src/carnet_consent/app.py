@@ -9,7 +9,7 @@ from carnet.consent.v1 import consent_service_pb2, consent_service_pb2_grpc
 from carnet_consent.access_matrix import load_access_matrices
 from carnet_consent.events import IdentityFactsConsumer, InvalidationListener
 from carnet_consent.facts import FactsCache
-from carnet_consent.identity_client import IdentityPersons
+from carnet_consent.identity_client import IdentityPersons, IdentityProfessionals
 from carnet_consent.servicer import ConsentServicer
 from carnet_consent.settings import ConsentSettings
 from carnet_consent.store import SCHEMA, ConsentStore
@@ -45,7 +45,13 @@ async def build_runtime(settings: ConsentSettings, *, verifier: TokenVerifier | 
         base.pool, events_stream=settings.events_stream, invalidation_stream=settings.invalidation_stream
     )
     cache = FactsCache(store.load_facts, ttl_seconds=settings.facts_ttl_seconds, max_holders=settings.facts_max_holders)
-    servicer = ConsentServicer(store, matrices, cache=cache, person_window=IdentityPersons(base.identity).window)
+    servicer = ConsentServicer(
+        store,
+        matrices,
+        cache=cache,
+        person_window=IdentityPersons(base.identity).window,
+        professional_for_rpps=IdentityProfessionals(base.identity).id_for_rpps,
+    )
     relay = OutboxRelay(base.pool, base.redis, SCHEMA)
     facts_consumer = IdentityFactsConsumer(store, cache).consumer(base.redis, stream=settings.identity_events_stream)
     invalidations = InvalidationListener(

@@ -279,8 +279,10 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
         *,
         cache: FactsCache | None = None,
         person_window: PersonWindow | None = None,
+        professional_for_rpps: Callable[[str], Awaitable[str | None]] | None = None,
     ) -> None:
         self._store = store
+        self._professional_for_rpps = professional_for_rpps
         self._matrices = {matrix.version: matrix for matrix in matrices}
         self._matrix = matrices[-1]
         self._cache = cache if cache is not None else FactsCache(store.load_facts)
@@ -437,8 +439,15 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
             raise InvalidArgument(
                 "block.professional_id or block.rpps is required", field="block.professional_id", reason="FIELD_INVALID"
             )
-        # A block known only by RPPS still needs a key of its own among the holder's blocks.
-        professional_id = wanted.professional_id.strip() or f"rpps:{rpps}"
+        professional_id = wanted.professional_id.strip()
+        if not professional_id and self._professional_for_rpps is not None:
+            found = await self._professional_for_rpps(rpps)
+            if found is None:
+                raise NotFound("no professional has this RPPS number", reason="PROFESSIONAL_NOT_FOUND",
+                               metadata={"field": "block.rpps"})
+            professional_id = found
+        # A block known only by RPPS (identity not asked) still needs a key of its own.
+        professional_id = professional_id or f"rpps:{rpps}"
         facts = await self._facts(holder_id)
         require_manager(caller, holder_id, facts, "block professionals")
         check_blockable(professional_id, facts)

@@ -51,7 +51,7 @@ from carnet_identity.sessions import SessionService
 from carnet_identity.store_directory import DirectoryStore
 from carnet_identity.tokens import IssuedToken
 from carnet_kit.auth import Principal
-from carnet_kit.errors import Conflict, InvalidArgument, NotFound
+from carnet_kit.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
     from carnet_identity.representation import RepresentationService
@@ -266,8 +266,18 @@ class ProfessionalDirectory:
             professional = await self._store.professional_by_email(normalise_email(value))
         else:
             raise InvalidArgument("give an rpps, an email or a professional_id", field="key", reason="FIELD_INVALID")
+        if key == "rpps":
+            # The RPPS directory is public (annuaire santé): anyone signed in may find a
+            # professional by number, e.g. a holder blocking one, but not their contacts.
+            if professional is None:
+                raise NotFound("no professional has this RPPS number", reason="PROFESSIONAL_NOT_FOUND")
+            try:
+                ensure_may_read_professional(caller, professional.id)
+            except PermissionDenied:
+                return dataclasses.replace(professional, email="", mobile_phone="", password_hash=None)
+            return professional
         if professional is None:
-            # Only callers who may list the directory learn that a number is unknown.
+            # Only callers who may list the directory learn that an address is unknown.
             ensure_may_list_professionals(caller)
             raise NotFound("no such professional", reason="PROFESSIONAL_NOT_FOUND")
         ensure_may_read_professional(caller, professional.id)

@@ -14,6 +14,10 @@ import logging
 import os
 from pathlib import Path
 
+from google.protobuf import timestamp_pb2
+
+from carnet.common.v1 import common_pb2
+from carnet.identity.v1 import events_pb2
 from carnet_identity import demo
 from carnet_identity.domain.accounts import ACTIVATION_CODE_VALIDITY, OPPOSITION_WINDOW, AccountState, majority_date
 from carnet_identity.domain.credentials import new_activation_code
@@ -29,6 +33,7 @@ from carnet_identity.domain.model import (
 from carnet_identity.hashing import SecretHasher
 from carnet_identity.keys import utcnow
 from carnet_identity.store import IdentityStore
+from carnet_identity.store_directory import DirectoryStore
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +117,12 @@ def _holder_record(holder: demo.DemoHolder, password_hash: str | None, now: dt.d
     )
 
 
+def _timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
 async def seed_demo(
     store: IdentityStore,
     *,
@@ -189,7 +200,7 @@ async def seed_demo(
         for minor, representative, relationship in demo.LEGAL_REPRESENTATIONS:
             start = dt.datetime.combine(minor.birth_date, dt.time(), dt.UTC)
             end = dt.datetime.combine(majority_date(minor.birth_date), dt.time(), dt.UTC)
-            await tx.insert_representation(
+            inserted = await tx.insert_representation(
                 Representation(
                     id=demo.representation_id(minor, representative),
                     kind="legal",
@@ -202,8 +213,24 @@ async def seed_demo(
                 relationship,
                 now,
             )
+            if inserted:
+                # Consent keeps its facts from identity's events: the seed announces what it sets.
+                await DirectoryStore.sharing(tx).publish(
+                    events_pb2.LegalRepresentativeChangedEvent(
+                        legal_representative_id=str(demo.representation_id(minor, representative)),
+                        holder_id=str(minor.id),
+                        representative_id=str(representative.id),
+                        change_type=common_pb2.CHANGE_TYPE_CREATED,
+                        occur_time=_timestamp(now),
+                    )
+                )
         for holder, physician in demo.TREATING_PHYSICIANS:
-            await tx.declare_treating_physician_if_none(holder.id, physician.id, now)
+            if await tx.declare_treating_physician_if_none(holder.id, physician.id, now):
+                await DirectoryStore.sharing(tx).publish(
+                    events_pb2.TreatingPhysicianChangedEvent(
+                        holder_id=str(holder.id), professional_id=str(physician.id), occur_time=_timestamp(now)
+                    )
+                )
         for holder in demo.HOLDERS:
             if holder.state != AccountState.NOTIFIED:
                 continue
