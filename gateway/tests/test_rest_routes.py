@@ -63,6 +63,13 @@ class RecordingIdentity(identity_grpc.IdentityServiceServicer):
     def __init__(self) -> None:
         self.requests: list[Any] = []
 
+    def StartOidcLogin(self, request: identity_pb.StartOidcLoginRequest, context: Any) -> identity_pb.StartOidcLoginResponse:
+        return identity_pb.StartOidcLoginResponse(authorization_url="https://provider.test/authorize?state=s-1", state="s-1")
+
+    def CompleteOidcLogin(self, request: identity_pb.CompleteOidcLoginRequest, context: Any) -> identity_pb.TokenSet:
+        self.requests.append(request)
+        return identity_pb.TokenSet(access_token=f"access-for-{request.code}", token_type="Bearer", expires_in=300)
+
     def ActivateAccount(self, request: identity_pb.ActivateAccountRequest, context: Any) -> identity_pb.ActivateAccountResponse:
         self.requests.append(request)
         return identity_pb.ActivateAccountResponse(person=identity_res.Person(person_id="p-1"), password_setup_token="t")
@@ -164,3 +171,16 @@ def test_break_glass_returns_the_obligations_or_a_403_with_consents_reason(
 def test_routes_need_a_token_unless_public(client: TestClient) -> None:
     assert client.post("/api/v1/blocks", json={}).status_code == 401
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_the_oidc_start_redirects_the_browser_when_asked(client: TestClient, peers: Any) -> None:
+    as_json = client.get("/api/v1/auth/oidc/start")
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json()["authorization_url"].startswith("https://provider.test/authorize?")
+    redirected = client.get("/api/v1/auth/oidc/start", params={"redirect": "true"}, follow_redirects=False)
+    assert redirected.status_code == 302
+    assert redirected.headers["location"].startswith("https://provider.test/authorize?")
+    tokens = client.get("/api/v1/auth/oidc/callback", params={"code": "c-1", "state": "s-1"})
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["access_token"] == "access-for-c-1"
+    assert peers[1].requests[-1].state == "s-1"

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Request, Security
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
 from carnet.common.v1 import common_pb2
@@ -181,6 +181,28 @@ async def get_me(request: Request, credentials: Annotated[Any, Security(bearer_s
             )
         )
     return JSONResponse(body)
+
+
+@router.get("/api/v1/auth/oidc/start", operation_id="start_oidc_login", tags=["auth"],
+            summary="Professionals: start a login through the configured OpenID Connect provider")
+async def start_oidc_login(request: Request, redirect: bool = False) -> Response:
+    started = await request.app.state.backends.identity.StartOidcLogin(identity_pb.StartOidcLoginRequest())
+    if redirect:
+        return RedirectResponse(started.authorization_url, status_code=302)
+    return JSONResponse(to_json(started))
+
+
+@router.get("/api/v1/auth/oidc/callback", operation_id="complete_oidc_login", tags=["auth"],
+            summary="Professionals: the provider's redirect with code and state, answered with Carnet tokens")
+async def complete_oidc_login(request: Request, code: str = "", state: str = "") -> JSONResponse:
+    tokens = await request.app.state.backends.identity.CompleteOidcLogin(
+        identity_pb.CompleteOidcLoginRequest(code=code, state=state)
+    )
+    body: dict[str, Any] = {"access_token": tokens.access_token, "token_type": tokens.token_type or "Bearer",
+                            "expires_in": tokens.expires_in}
+    if tokens.refresh_token:
+        body["refresh_token"] = tokens.refresh_token
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 class BreakGlassRequest(BaseModel):

@@ -357,3 +357,51 @@ def test_oidc_settings_need_a_client_id_and_redirect_uri() -> None:
     assert oidc.issuer == "https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet"
     assert oidc.scopes == ("openid", "scope_all")
     assert (oidc.rpps_claim, oidc.rpps_prefix) == ("preferred_username", "8")
+
+
+async def test_the_oidc_login_over_grpc_gives_carnet_tokens(
+    database_url: str, redis_url: str, notify_double: Any, accounts: Any, provider: Provider
+) -> None:
+    import grpc
+
+    from carnet.identity.v1 import identity_service_pb2 as pb
+    from carnet.identity.v1 import identity_service_pb2_grpc as pb_grpc
+    from carnet_identity.app import build
+
+    from .conftest import identity_settings
+
+    settings = identity_settings(
+        database_url,
+        redis_url,
+        notify_double.port,
+        CARNET_OIDC_ISSUER=provider.issuer,
+        CARNET_OIDC_CLIENT_ID=CLIENT_ID,
+        CARNET_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+        CARNET_OIDC_REDIRECT_URI=REDIRECT_URI,
+    )
+    app = await build(settings)
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel, httpx.AsyncClient() as browser:
+            stub = pb_grpc.IdentityServiceStub(channel)
+            professional = await accounts.professional()
+            provider.next_national_id = "8" + professional.rpps
+            started = await stub.StartOidcLogin(pb.StartOidcLoginRequest())
+            answer = await browser.get(started.authorization_url, follow_redirects=False)
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(answer.headers["location"]).query))
+            assert query["state"] == started.state
+            tokens = await stub.CompleteOidcLogin(pb.CompleteOidcLoginRequest(code=query["code"], state=query["state"]))
+            assert tokens.actor.rpps == professional.rpps
+            assert tokens.refresh_token
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.CompleteOidcLogin(pb.CompleteOidcLoginRequest(code=query["code"], state=query["state"]))
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await app.stop(0)
+
+
+async def test_without_a_provider_the_oidc_login_is_a_failed_precondition(identity: Any, rpc_error: Any) -> None:
+    from carnet.identity.v1 import identity_service_pb2 as pb
+
+    error = await rpc_error(identity.stub.StartOidcLogin(pb.StartOidcLoginRequest()))
+    assert error.reason == "OIDC_NOT_CONFIGURED"

@@ -31,6 +31,11 @@ Errors are google.rpc.Status with one google.rpc.ErrorInfo, domain
   ONE_TIME_CODE_INVALID              UNAUTHENTICATED
   ONE_TIME_CODE_EXPIRED              UNAUTHENTICATED, older than 10 minutes
   ONE_TIME_CODE_LOCKED               PERMISSION_DENIED, 5 wrong tries
+  OIDC_NOT_CONFIGURED                FAILED_PRECONDITION, no OpenID Connect provider is configured
+  OIDC_STATE_INVALID                 UNAUTHENTICATED, unknown, used or expired login state
+  OIDC_ID_TOKEN_INVALID              UNAUTHENTICATED, the provider's ID token failed a check
+  OIDC_ACCOUNT_UNKNOWN               UNAUTHENTICATED, the RPPS is not registered in Carnet
+  OIDC_PROVIDER_UNAVAILABLE          UNAVAILABLE
   LOGIN_THROTTLED                    RESOURCE_EXHAUSTED, per account or per address
   CLIENT_CREDENTIALS_INVALID         UNAUTHENTICATED
   SCOPE_NOT_ALLOWED                  PERMISSION_DENIED, a requested scope is not granted to the client
@@ -392,6 +397,81 @@ class CompleteLoginRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompleteLoginRequest: _TypeAlias = CompleteLoginRequest  # noqa: Y015
+
+@_typing.final
+class StartOidcLoginRequest(_message.Message):
+    """Starts a login through the OpenID Connect provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcLoginRequest: _TypeAlias = StartOidcLoginRequest  # noqa: Y015
+
+@_typing.final
+class StartOidcLoginResponse(_message.Message):
+    """Where to send the professional's browser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZATION_URL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    authorization_url: _builtins.str
+    """The provider's authorization URL (state, nonce and PKCE challenge included)."""
+    state: _builtins.str
+    """The state the provider will send back with the code."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the state stops being accepted."""
+
+    def __init__(
+        self,
+        *,
+        authorization_url: _builtins.str = ...,
+        state: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorization_url", b"authorization_url", "expire_time", b"expire_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartOidcLoginResponse: _TypeAlias = StartOidcLoginResponse  # noqa: Y015
+
+@_typing.final
+class CompleteOidcLoginRequest(_message.Message):
+    """Completes a login through the OpenID Connect provider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The authorization code the provider sent to the redirect URI."""
+    state: _builtins.str
+    """The state sent with it."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteOidcLoginRequest: _TypeAlias = CompleteOidcLoginRequest  # noqa: Y015
 
 @_typing.final
 class CreatePersonRequest(_message.Message):

@@ -74,6 +74,16 @@ class IdentityServiceStub:
                 request_serializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.CompleteLoginRequest.SerializeToString,
                 response_deserializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.TokenSet.FromString,
                 _registered_method=True)
+        self.StartOidcLogin = channel.unary_unary(
+                '/carnet.identity.v1.IdentityService/StartOidcLogin',
+                request_serializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.StartOidcLoginRequest.SerializeToString,
+                response_deserializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.StartOidcLoginResponse.FromString,
+                _registered_method=True)
+        self.CompleteOidcLogin = channel.unary_unary(
+                '/carnet.identity.v1.IdentityService/CompleteOidcLogin',
+                request_serializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.CompleteOidcLoginRequest.SerializeToString,
+                response_deserializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.TokenSet.FromString,
+                _registered_method=True)
         self.CreatePerson = channel.unary_unary(
                 '/carnet.identity.v1.IdentityService/CreatePerson',
                 request_serializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.CreatePersonRequest.SerializeToString,
@@ -318,6 +328,21 @@ class IdentityServiceServicer:
 
     def CompleteLogin(self, request, context):
         """Checks the one-time code and issues tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartOidcLogin(self, request, context):
+        """Starts a professional's login through the configured OpenID Connect provider
+        (as Pro Santé Connect): the authorization URL to send the browser to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteOidcLogin(self, request, context):
+        """Completes it with the provider's authorization code and the state; answers Carnet tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -641,6 +666,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
             'CompleteLogin': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteLogin,
                     request_deserializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.CompleteLoginRequest.FromString,
+                    response_serializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.TokenSet.SerializeToString,
+            ),
+            'StartOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartOidcLogin,
+                    request_deserializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.StartOidcLoginRequest.FromString,
+                    response_serializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.StartOidcLoginResponse.SerializeToString,
+            ),
+            'CompleteOidcLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteOidcLogin,
+                    request_deserializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.CompleteOidcLoginRequest.FromString,
                     response_serializer=carnet_dot_identity_dot_v1_dot_identity__service__pb2.TokenSet.SerializeToString,
             ),
             'CreatePerson': grpc.unary_unary_rpc_method_handler(
@@ -1025,6 +1060,60 @@ class IdentityService:
             target,
             '/carnet.identity.v1.IdentityService/CompleteLogin',
             carnet_dot_identity_dot_v1_dot_identity__service__pb2.CompleteLoginRequest.SerializeToString,
+            carnet_dot_identity_dot_v1_dot_identity__service__pb2.TokenSet.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/carnet.identity.v1.IdentityService/StartOidcLogin',
+            carnet_dot_identity_dot_v1_dot_identity__service__pb2.StartOidcLoginRequest.SerializeToString,
+            carnet_dot_identity_dot_v1_dot_identity__service__pb2.StartOidcLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteOidcLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/carnet.identity.v1.IdentityService/CompleteOidcLogin',
+            carnet_dot_identity_dot_v1_dot_identity__service__pb2.CompleteOidcLoginRequest.SerializeToString,
             carnet_dot_identity_dot_v1_dot_identity__service__pb2.TokenSet.FromString,
             options,
             channel_credentials,

@@ -31,6 +31,11 @@ Errors are google.rpc.Status with one google.rpc.ErrorInfo, domain
   ONE_TIME_CODE_INVALID              UNAUTHENTICATED
   ONE_TIME_CODE_EXPIRED              UNAUTHENTICATED, older than 10 minutes
   ONE_TIME_CODE_LOCKED               PERMISSION_DENIED, 5 wrong tries
+  OIDC_NOT_CONFIGURED                FAILED_PRECONDITION, no OpenID Connect provider is configured
+  OIDC_STATE_INVALID                 UNAUTHENTICATED, unknown, used or expired login state
+  OIDC_ID_TOKEN_INVALID              UNAUTHENTICATED, the provider's ID token failed a check
+  OIDC_ACCOUNT_UNKNOWN               UNAUTHENTICATED, the RPPS is not registered in Carnet
+  OIDC_PROVIDER_UNAVAILABLE          UNAVAILABLE
   LOGIN_THROTTLED                    RESOURCE_EXHAUSTED, per account or per address
   CLIENT_CREDENTIALS_INVALID         UNAUTHENTICATED
   SCOPE_NOT_ALLOWED                  PERMISSION_DENIED, a requested scope is not granted to the client
@@ -92,6 +97,12 @@ class IdentityServiceStub:
     """
     CompleteLogin: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteLoginRequest, _identity_service_pb2.TokenSet]
     """Checks the one-time code and issues tokens."""
+    StartOidcLogin: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.StartOidcLoginRequest, _identity_service_pb2.StartOidcLoginResponse]
+    """Starts a professional's login through the configured OpenID Connect provider
+    (as Pro Santé Connect): the authorization URL to send the browser to.
+    """
+    CompleteOidcLogin: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteOidcLoginRequest, _identity_service_pb2.TokenSet]
+    """Completes it with the provider's authorization code and the state; answers Carnet tokens."""
     CreatePerson: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CreatePersonRequest, _resources_pb2.Person]
     """---- Persons ----
 
@@ -218,6 +229,12 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """
     CompleteLogin: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteLoginRequest, _identity_service_pb2.TokenSet]  # type: ignore[assignment]
     """Checks the one-time code and issues tokens."""
+    StartOidcLogin: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.StartOidcLoginRequest, _identity_service_pb2.StartOidcLoginResponse]  # type: ignore[assignment]
+    """Starts a professional's login through the configured OpenID Connect provider
+    (as Pro Santé Connect): the authorization URL to send the browser to.
+    """
+    CompleteOidcLogin: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteOidcLoginRequest, _identity_service_pb2.TokenSet]  # type: ignore[assignment]
+    """Completes it with the provider's authorization code and the state; answers Carnet tokens."""
     CreatePerson: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CreatePersonRequest, _resources_pb2.Person]  # type: ignore[assignment]
     """---- Persons ----
 
@@ -383,6 +400,24 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.TokenSet, _abc.Awaitable[_identity_service_pb2.TokenSet]]:
         """Checks the one-time code and issues tokens."""
+
+    @_abc_1.abstractmethod
+    def StartOidcLogin(
+        self,
+        request: _identity_service_pb2.StartOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.StartOidcLoginResponse, _abc.Awaitable[_identity_service_pb2.StartOidcLoginResponse]]:
+        """Starts a professional's login through the configured OpenID Connect provider
+        (as Pro Santé Connect): the authorization URL to send the browser to.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteOidcLogin(
+        self,
+        request: _identity_service_pb2.CompleteOidcLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_service_pb2.TokenSet, _abc.Awaitable[_identity_service_pb2.TokenSet]]:
+        """Completes it with the provider's authorization code and the state; answers Carnet tokens."""
 
     @_abc_1.abstractmethod
     def CreatePerson(

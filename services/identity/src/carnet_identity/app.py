@@ -9,6 +9,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import httpx
+
 from carnet.identity.v1 import identity_service_pb2_grpc
 from carnet_identity.clients import ClientCredentialsService
 from carnet_identity.directory import (
@@ -27,6 +29,7 @@ from carnet_identity.lifecycle import Lifecycle, PersonServices
 from carnet_identity.login import LoginService
 from carnet_identity.notices import NoticeWorker
 from carnet_identity.notifier import Notifier, notify_channel
+from carnet_identity.oidc import OidcLogin, OidcProvider, OidcSettings
 from carnet_identity.persons import PersonDirectory
 from carnet_identity.representation import RepresentationService, representation_sweeper
 from carnet_identity.servicer import PUBLIC_METHODS, SERVICE_NAME, IdentityServicer
@@ -49,6 +52,22 @@ log = logging.getLogger(__name__)
 HOUSEKEEPING_INTERVAL_SECONDS = 3600.0
 # Expired challenges and refresh tokens are kept this long (support questions), then purged.
 EXPIRED_RETENTION = dt.timedelta(days=1)
+
+
+async def _oidc_login(
+    settings: IdentitySettings,
+    resources: contextlib.AsyncExitStack,
+    store: IdentityStore,
+    sessions: SessionService,
+    redis_client: Any,
+) -> OidcLogin | None:
+    """The OpenID Connect login of professionals, when a provider is configured."""
+    oidc_settings = OidcSettings.from_settings(settings)
+    if oidc_settings is None:
+        return None
+    http = httpx.AsyncClient(timeout=10.0)
+    resources.push_async_callback(http.aclose)
+    return OidcLogin(oidc_settings, OidcProvider(oidc_settings, http), store, sessions, redis_client)
 
 
 async def prepare_database(settings: IdentitySettings) -> IdentityStore:
@@ -170,6 +189,7 @@ async def build(settings: IdentitySettings, *, verifier: TokenVerifier | None = 
             verifier=verifier,
             directory=directory,
             person_services=person_services,
+            oidc=await _oidc_login(settings, resources, pool_store, sessions, redis_client),
         )
     except BaseException:
         await resources.aclose()

@@ -21,10 +21,11 @@ from carnet_identity.directory import DirectoryServices
 from carnet_identity.keys import KeyRing
 from carnet_identity.lifecycle import PersonServices, parse_person_id
 from carnet_identity.login import LoginService
+from carnet_identity.oidc import OidcLogin
 from carnet_identity.persons import PersonDirectory
 from carnet_identity.sessions import SessionService
 from carnet_kit.auth import TokenVerifier, current_principal, require_role
-from carnet_kit.errors import InvalidArgument, Unimplemented
+from carnet_kit.errors import FailedPrecondition, InvalidArgument, Unimplemented
 
 SERVICE_NAME = "carnet.identity.v1.IdentityService"
 # Methods that need no token: they are how one gets a token, or how tokens are checked.
@@ -35,6 +36,8 @@ PUBLIC_METHODS = frozenset(
         "RefreshTokens",
         "StartLogin",
         "CompleteLogin",
+        "StartOidcLogin",
+        "CompleteOidcLogin",
         "GetJwks",
         # Activation proves itself with the code, INS and birth date; SetPassword with
         # the setup token it returns or the current password.
@@ -60,7 +63,9 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         verifier: TokenVerifier,
         directory: DirectoryServices | None = None,
         person_services: PersonServices | None = None,
+        oidc: OidcLogin | None = None,
     ) -> None:
+        self._oidc = oidc
         self._person_services = person_services
         self._directory = directory
         self._clients = clients
@@ -113,6 +118,28 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
         self, request: identity_service_pb2.CompleteLoginRequest, context: Context
     ) -> identity_service_pb2.TokenSet:
         return convert.token_set(await self._login.complete_login(request.challenge_id, request.code))
+
+    # ---- professionals' login through an OpenID Connect provider
+
+    def _oidc_login(self) -> OidcLogin:
+        if self._oidc is None:
+            raise FailedPrecondition(
+                "no OpenID Connect provider is configured (CARNET_OIDC_ISSUER)", reason="OIDC_NOT_CONFIGURED"
+            )
+        return self._oidc
+
+    async def StartOidcLogin(
+        self, request: identity_service_pb2.StartOidcLoginRequest, context: Context
+    ) -> identity_service_pb2.StartOidcLoginResponse:
+        started = await self._oidc_login().start()
+        response = identity_service_pb2.StartOidcLoginResponse(authorization_url=started.url, state=started.state)
+        response.expire_time.FromDatetime(started.expires_at)
+        return response
+
+    async def CompleteOidcLogin(
+        self, request: identity_service_pb2.CompleteOidcLoginRequest, context: Context
+    ) -> identity_service_pb2.TokenSet:
+        return convert.token_set(await self._oidc_login().complete(request.code, request.state))
 
     # ---- persons
 
