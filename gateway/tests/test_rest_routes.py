@@ -70,6 +70,10 @@ class RecordingIdentity(identity_grpc.IdentityServiceServicer):
         self.requests.append(request)
         return identity_pb.TokenSet(access_token=f"access-for-{request.code}", token_type="Bearer", expires_in=300)
 
+    def StartLogin(self, request: identity_pb.StartLoginRequest, context: Any) -> identity_pb.StartLoginResponse:
+        self.requests.append((request, dict(context.invocation_metadata())))
+        return identity_pb.StartLoginResponse(challenge_id="c-1")
+
     def ActivateAccount(self, request: identity_pb.ActivateAccountRequest, context: Any) -> identity_pb.ActivateAccountResponse:
         self.requests.append(request)
         return identity_pb.ActivateAccountResponse(person=identity_res.Person(person_id="p-1"), password_setup_token="t")
@@ -184,3 +188,13 @@ def test_the_oidc_start_redirects_the_browser_when_asked(client: TestClient, pee
     assert tokens.status_code == 200, tokens.text
     assert tokens.json()["access_token"] == "access-for-c-1"
     assert peers[1].requests[-1].state == "s-1"
+
+
+def test_login_tells_identity_the_callers_address_for_throttling(client: TestClient, peers: Any) -> None:
+    response = client.post("/api/v1/auth/login", json={"login": "camille@example.test", "password": "a long secret"})
+    assert response.status_code == 200, response.text
+    assert response.json()["challenge_id"] == "c-1"
+    request, metadata = peers[1].requests[-1]
+    assert (request.login, request.password) == ("camille@example.test", "a long secret")
+    # Starlette's test client calls from the host "testclient".
+    assert metadata["x-carnet-client-address"] == "testclient"

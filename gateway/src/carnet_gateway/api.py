@@ -159,8 +159,11 @@ class OtpRequest(BaseModel):
 
 @router.post("/api/v1/auth/login", operation_id="start_login", tags=["auth"], summary="Check the password, send a one-time code")
 async def start_login(request: Request, body: LoginRequest) -> JSONResponse:
+    # Identity throttles failed logins per client address as well as per account.
+    address = request.client.host if request.client else ""
     response = await _backends(request).identity.StartLogin(
-        identity_pb.StartLoginRequest(login=body.login, password=body.password)
+        identity_pb.StartLoginRequest(login=body.login, password=body.password),
+        metadata=(("x-carnet-client-address", address),) if address else None,
     )
     return JSONResponse(to_json(response))
 

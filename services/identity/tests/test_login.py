@@ -187,3 +187,30 @@ async def test_login_is_unavailable_when_notify_cannot_be_reached(
     assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, "NOTIFY_UNAVAILABLE")
     states = await pool.fetch("SELECT state FROM login_challenges WHERE account_id = $1", holder.id)
     assert [row["state"] for row in states] == ["undeliverable"]
+
+
+async def test_failures_from_one_address_are_throttled_across_logins(
+    make_identity, notify_double, accounts, password, rpc_error
+) -> None:
+    app = await make_identity(notify_double.port, CARNET_LOGIN_MAX_FAILURES_PER_ADDRESS="3")
+    await app.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+            stub = identity_service_pb2_grpc.IdentityServiceStub(channel)
+            sprayer = (("x-carnet-client-address", f"198.51.100.{uuid.uuid4().int % 250}-{uuid.uuid4().hex[:6]}"),)
+            elsewhere = (("x-carnet-client-address", f"203.0.113.7-{uuid.uuid4().hex[:6]}"),)
+            # Three different logins, one wrong password each: no account reaches its own ceiling ...
+            for _ in range(3):
+                ghost = f"ghost-{uuid.uuid4().hex}@test.carnet.test"
+                error = await rpc_error(stub.StartLogin(start(ghost, password), metadata=sprayer))
+                assert error.reason == "INVALID_CREDENTIALS"
+            # ... but the address has: even a right password from there is refused for a while.
+            holder = await accounts.holder()
+            error = await rpc_error(stub.StartLogin(start(holder.email, password), metadata=sprayer))
+            assert (error.code, error.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "LOGIN_THROTTLED")
+            assert 0 < int(error.metadata["retry_after_seconds"]) <= 900
+            # The same account from another address is not affected.
+            started = await stub.StartLogin(start(holder.email, password), metadata=elsewhere)
+            assert started.challenge_id
+    finally:
+        await app.stop(0)

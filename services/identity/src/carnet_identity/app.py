@@ -145,6 +145,11 @@ async def build(settings: IdentitySettings, *, verifier: TokenVerifier | None = 
             sessions,
             otp_ttl_seconds=settings.otp_ttl_seconds,
             otp_max_attempts=settings.otp_max_attempts,
+            address_throttle=LoginThrottle(
+                redis_client,
+                max_failures=settings.login_max_failures_per_address,
+                window_seconds=settings.login_failure_window_seconds,
+            ),
         )
         # --- directory and representation
         directory_store = DirectoryStore.sharing(pool_store)

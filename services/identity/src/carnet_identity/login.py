@@ -31,7 +31,12 @@ from carnet_identity.keys import utcnow
 from carnet_identity.notifier import Notifier
 from carnet_identity.sessions import SessionService, TokenGrant
 from carnet_identity.store import IdentityStore
-from carnet_identity.throttle import LoginThrottle, throttle_subject_for_account, throttle_subject_for_unknown_login
+from carnet_identity.throttle import (
+    LoginThrottle,
+    throttle_subject_for_account,
+    throttle_subject_for_address,
+    throttle_subject_for_unknown_login,
+)
 from carnet_kit.errors import CarnetError, FailedPrecondition, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
@@ -122,11 +127,13 @@ class LoginService:
         *,
         otp_ttl_seconds: int,
         otp_max_attempts: int,
+        address_throttle: LoginThrottle | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self._store = store
         self._hasher = hasher
         self._throttle = throttle
+        self._address_throttle = address_throttle
         self._notifier = notifier
         self._sessions = sessions
         self._otp_ttl = dt.timedelta(seconds=otp_ttl_seconds)
@@ -153,9 +160,12 @@ class LoginService:
         subject = accounts[0].throttle_subject if accounts else throttle_subject_for_unknown_login(identifier.value)
         return accounts, subject
 
-    async def start_login(self, login: str, password: str) -> StartedLogin:
-        """Check login and password (throttled), then send a 6-digit one-time code through notify."""
+    async def start_login(self, login: str, password: str, *, client_address: str = "") -> StartedLogin:
+        """Check login and password (throttled per account and per client address), then send a 6-digit one-time code through notify."""
         accounts, subject = await self._accounts_for(login)
+        address_subject = throttle_subject_for_address(client_address) if client_address else ""
+        if address_subject and self._address_throttle is not None:
+            await self._address_throttle.ensure_allowed(address_subject)
         await self._throttle.ensure_allowed(subject)
         matched: LoginAccount | None = None
         if not accounts:
@@ -166,6 +176,8 @@ class LoginService:
                 break
         if matched is None:
             await self._throttle.record_failure(subject)
+            if address_subject and self._address_throttle is not None:
+                await self._address_throttle.record_failure(address_subject)
             raise Unauthenticated("unknown login or wrong password", reason="INVALID_CREDENTIALS")
         matched.ensure_may_log_in()
         channel, destination = matched.code_destination()

@@ -48,6 +48,24 @@ PUBLIC_METHODS = frozenset(
 
 Context = Any
 
+# The gateway passes the address its HTTP caller came from; a direct gRPC caller is known by its peer.
+CLIENT_ADDRESS_METADATA = "x-carnet-client-address"
+
+
+def _client_address(context: Context) -> str:
+    """The address a login attempt came from, for per-address throttling."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CLIENT_ADDRESS_METADATA and isinstance(value, str) and value:
+            return value[:200]
+    peer = context.peer() or ""
+    # "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555", "unix:/path": keep the host, drop the port.
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    return peer
+
 
 class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     """Implements ``carnet.identity.v1.IdentityService``."""
@@ -112,7 +130,9 @@ class IdentityServicer(identity_service_pb2_grpc.IdentityServiceServicer):
     async def StartLogin(
         self, request: identity_service_pb2.StartLoginRequest, context: Context
     ) -> identity_service_pb2.StartLoginResponse:
-        return convert.start_login_response(await self._login.start_login(request.login, request.password))
+        return convert.start_login_response(
+            await self._login.start_login(request.login, request.password, client_address=_client_address(context))
+        )
 
     async def CompleteLogin(
         self, request: identity_service_pb2.CompleteLoginRequest, context: Context

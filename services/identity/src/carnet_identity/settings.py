@@ -21,6 +21,8 @@ class IdentitySettings(ServiceSettings):
     otp_ttl_seconds: int = 600
     otp_max_attempts: int = 5
     login_max_failures: int = 5
+    # Failed logins from one client address (any accounts) within the same window.
+    login_max_failures_per_address: int = 50
     login_failure_window_seconds: int = 900
     # How long a replaced signing key stays published; must outlive the tokens it signed.
     signing_key_overlap_seconds: int = 3600
@@ -48,6 +50,7 @@ class IdentitySettings(ServiceSettings):
             "otp_ttl_seconds",
             "otp_max_attempts",
             "login_max_failures",
+            "login_max_failures_per_address",
             "login_failure_window_seconds",
         ):
             if getattr(self, name) <= 0:

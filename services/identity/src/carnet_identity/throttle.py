@@ -1,7 +1,9 @@
-"""Login throttling: failed password checks counted per account in Redis.
+"""Login throttling: failed password checks counted in Redis, per account and per address.
 
 An unknown login is counted under a digest of the login itself, so unknown and known
-accounts are throttled alike and the answer reveals nothing about existence.
+accounts are throttled alike and the answer reveals nothing about existence. Failures
+are also counted per client address (as the gateway saw it), with a higher ceiling, so
+one address spraying passwords over many logins is stopped too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def throttle_subject_for_account(kind: str, account_id: str) -> str:
 def throttle_subject_for_unknown_login(login: str) -> str:
     """The throttling subject of a login that names no account."""
     return "unknown:" + hashlib.sha256(login.encode()).hexdigest()[:32]
+
+
+def throttle_subject_for_address(address: str) -> str:
+    """The throttling subject of a client address (digested: no address is kept in clear)."""
+    return "address:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()[:32]
 
 
 class LoginThrottle:
