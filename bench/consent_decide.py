@@ -1,7 +1,7 @@
 """Consent's Decide: decisions per second and latency, in process and over gRPC.
 
     .venv/bin/python bench/consent_decide.py [--holders 5000] [--seconds 10]
-        [--concurrency 1,8,32] [--client-processes 1] [--batch-size 50] [--out FILE]
+        [--concurrency 1,8,32] [--client-processes 1] [--batches 10x1,10x2,50x8] [--out FILE]
 
 Starts consent as its own process (``run_service``, the production entry point; only
 the token verifier trusts a key made here instead of identity's JWKS) on a fresh
@@ -11,7 +11,9 @@ database, seeds the facts of N holders straight into its tables, then measures:
 2. ``inproc-cache+decide``: the facts cache lookup plus ``decide()``, as the servicer does;
 3. ``grpc-decide``: ``Decide`` over gRPC (loopback), at each concurrency level, from
    ``--client-processes`` client processes;
-4. ``grpc-batch``: ``BatchDecide`` of ``--batch-size`` items over gRPC.
+4. ``grpc-batch``: ``BatchDecide`` over gRPC, for each ``SIZExCONCURRENCY`` of ``--batches``;
+5. ``grpc-health``: the standard ``Health/Check`` on the same server at concurrency 8: the
+   floor of one unary call through grpc.aio and the kit's interceptors on this machine.
 
 Each gRPC level runs ``--seconds`` after a warm-up that loads every holder's facts into
 consent's cache. Writes ``bench/results/consent_decide-<UTC date>.json``.
@@ -150,6 +152,7 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 async def _client(spec: dict[str, Any]) -> dict[str, Any]:
     import grpc
     from google.protobuf import json_format
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from carnet.consent.v1 import consent_service_pb2 as pb
     from carnet.consent.v1 import consent_service_pb2_grpc
@@ -171,6 +174,8 @@ async def _client(spec: dict[str, Any]) -> dict[str, Any]:
     allowed = 0
     async with grpc.aio.insecure_channel(f"127.0.0.1:{spec['port']}") as channel:
         stub = consent_service_pb2_grpc.ConsentServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        health_request = health_pb2.HealthCheckRequest()
         deadline = time.monotonic() + spec["seconds"]
         begin = time.monotonic()
         # A warm-up asks each question once; a measured level cycles until its deadline.
@@ -182,7 +187,9 @@ async def _client(spec: dict[str, Any]) -> dict[str, Any]:
             while time.monotonic() < deadline and not (once and n >= len(questions)):
                 started = time.perf_counter()
                 try:
-                    if batch_size:
+                    if spec.get("health"):
+                        await health.Check(health_request, timeout=10)
+                    elif batch_size:
                         response = await stub.BatchDecide(batches[n % len(batches)], metadata=metadata, timeout=10)
                         allowed += sum(1 for d in response.decisions if d.effect == 1)
                     else:
@@ -389,12 +396,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
         levels = [("grpc-decide", c, 0) for c in args.concurrency]
-        levels.append(("grpc-batch", args.batch_concurrency, args.batch_size))
+        levels += [("grpc-batch", concurrency, size) for size, concurrency in args.batches]
+        levels.append(("grpc-health", 8, 0))
         for scenario, concurrency, batch_size in levels:
             cpu_before = cpu_seconds(server.pid)
             measured = await asyncio.to_thread(
                 run_clients,
-                {**base_spec, "seconds": args.seconds, "concurrency": concurrency, "batch_size": batch_size},
+                {**base_spec, "seconds": args.seconds, "concurrency": concurrency, "batch_size": batch_size,
+                 "health": scenario == "grpc-health"},
                 args.client_processes,
                 workdir,
             )
@@ -462,8 +471,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
     parser.add_argument("--client-processes", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--batch-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--batches", type=lambda s: [tuple(int(n) for n in level.split("x")) for level in s.split(",")],
+        default=[(10, 1), (10, 2), (50, 8)], help="BatchDecide levels as SIZExCONCURRENCY, comma-separated",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     report = asyncio.run(run(args))
