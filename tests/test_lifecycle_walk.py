@@ -34,6 +34,7 @@ from carnet_identity.hashing import SecretHasher
 from carnet_identity.jobs import LifecycleJobs
 from carnet_identity.keys import KeyRing
 from carnet_identity.lifecycle import Lifecycle
+from carnet_identity.sessions import RevocationList
 from carnet_identity.settings import SCHEMA
 from carnet_identity.store import IdentityStore
 from carnet_identity.store_persons import PersonStore
@@ -98,7 +99,11 @@ async def _run_deadline_job(database_url: str, redis_url: str, person_id: str) -
         )
         people = PersonStore(pool)
         lifecycle = Lifecycle(
-            people, IdentityStore(pool), SecretHasher(), LoginThrottle(client, max_failures=5, window_seconds=900)
+            people,
+            IdentityStore(pool),
+            SecretHasher(),
+            LoginThrottle(client, max_failures=5, window_seconds=900),
+            RevocationList(client),
         )
         await LifecycleJobs(people, lifecycle).run_once()
     finally:

@@ -23,6 +23,7 @@ from carnet_identity.domain.model import Representation
 from carnet_identity.hashing import SecretHasher
 from carnet_identity.jobs import LifecycleJobs, OppositionFollower
 from carnet_identity.lifecycle import Lifecycle
+from carnet_identity.sessions import RevocationList
 from carnet_identity.store_persons import ACCOUNT_STATE_CHANGED, PersonStore
 from carnet_identity.throttle import LoginThrottle
 from carnet_kit.auth import Principal
@@ -49,7 +50,11 @@ async def people(identity, redis_url):
     store = PersonStore.sharing(identity.store)
     client = create_redis(redis_url)
     lifecycle = Lifecycle(
-        store, identity.store, SecretHasher(), LoginThrottle(client, max_failures=5, window_seconds=900)
+        store,
+        identity.store,
+        SecretHasher(),
+        LoginThrottle(client, max_failures=5, window_seconds=900),
+        RevocationList(client),
     )
     yield store, lifecycle, LifecycleJobs(store, lifecycle)
     await client.aclose()
@@ -257,6 +262,53 @@ async def test_close_reopen_suspend_and_deletion_request(identity, issue_token, 
     ]
 
 
+async def test_closing_or_suspending_a_space_ends_its_live_sessions_at_once(
+    identity, issue_token, do_login, rpc_error
+) -> None:
+    operator = await issue_token(OPERATOR)
+    for close in (True, False):
+        person, code = await enrol(identity, issue_token)
+        answer = await activate(identity, person, code)
+        await identity.stub.SetPassword(
+            identity_service_pb2.SetPasswordRequest(
+                subject=person.person_id, new_password=NEW_PASSWORD, password_setup_token=answer.password_setup_token
+            )
+        )
+        tokens = await do_login(identity, person.email, NEW_PASSWORD)
+        # The access token works ...
+        me = await identity.stub.GetPerson(
+            identity_service_pb2.GetPersonRequest(person_id=person.person_id), metadata=bearer(tokens.access_token)
+        )
+        assert me.person_id == person.person_id
+        if close:
+            await identity.stub.CloseAccount(
+                identity_service_pb2.CloseAccountRequest(person_id=person.person_id, reason="départ"),
+                metadata=bearer(tokens.access_token),
+            )
+        else:
+            await identity.stub.SuspendAccount(
+                identity_service_pb2.SuspendAccountRequest(person_id=person.person_id, reason="usurpation"),
+                metadata=bearer(operator),
+            )
+        # ... and stops working as soon as the space is closed or suspended, long before it expires.
+        after = await rpc_error(
+            identity.stub.GetPerson(
+                identity_service_pb2.GetPersonRequest(person_id=person.person_id), metadata=bearer(tokens.access_token)
+            )
+        )
+        assert (after.code, after.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED")
+        refreshed = await rpc_error(
+            identity.stub.RefreshTokens(identity_service_pb2.RefreshTokensRequest(refresh_token=tokens.refresh_token))
+        )
+        assert refreshed.code == grpc.StatusCode.UNAUTHENTICATED
+        # The operator's own token is untouched.
+        assert (
+            await identity.stub.GetPerson(
+                identity_service_pb2.GetPersonRequest(person_id=person.person_id), metadata=bearer(operator)
+            )
+        ).person_id == person.person_id
+
+
 async def test_a_forbidden_transition_answers_failed_precondition_with_the_current_state(
     identity, issue_token, rpc_error
 ) -> None:
@@ -454,7 +506,13 @@ async def test_two_replicas_running_the_job_at_once_apply_each_transition_once(i
     try:
         other_replica = LifecycleJobs(
             store,
-            Lifecycle(store, identity.store, SecretHasher(), LoginThrottle(client, max_failures=5, window_seconds=900)),
+            Lifecycle(
+                store,
+                identity.store,
+                SecretHasher(),
+                LoginThrottle(client, max_failures=5, window_seconds=900),
+                RevocationList(client),
+            ),
         )
         first, second = await asyncio.gather(jobs.run_once(now), other_replica.run_once(now))
     finally:

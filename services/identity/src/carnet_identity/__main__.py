@@ -31,6 +31,7 @@ async def _run_lifecycle_jobs(settings: IdentitySettings, as_of: dt.datetime | N
     from carnet_identity.hashing import SecretHasher
     from carnet_identity.jobs import LifecycleJobs
     from carnet_identity.lifecycle import Lifecycle
+    from carnet_identity.sessions import RevocationList
     from carnet_identity.store_persons import PersonStore
     from carnet_identity.throttle import LoginThrottle
     from carnet_kit.redis_client import create_redis
@@ -42,7 +43,7 @@ async def _run_lifecycle_jobs(settings: IdentitySettings, as_of: dt.datetime | N
         throttle = LoginThrottle(
             client, max_failures=settings.login_max_failures, window_seconds=settings.login_failure_window_seconds
         )
-        lifecycle = Lifecycle(people, store, SecretHasher(), throttle)
+        lifecycle = Lifecycle(people, store, SecretHasher(), throttle, RevocationList(client))
         done = await LifecycleJobs(people, lifecycle).run_once(as_of)
     finally:
         await client.aclose()

@@ -33,7 +33,7 @@ from carnet_identity.oidc import OidcLogin, OidcProvider, OidcSettings
 from carnet_identity.persons import PersonDirectory
 from carnet_identity.representation import RepresentationService, representation_sweeper
 from carnet_identity.servicer import PUBLIC_METHODS, SERVICE_NAME, IdentityServicer
-from carnet_identity.sessions import SessionService
+from carnet_identity.sessions import RevocationList, SessionService
 from carnet_identity.settings import SCHEMA, IdentitySettings
 from carnet_identity.store import MIGRATIONS, IdentityStore
 from carnet_identity.store_directory import DirectoryStore
@@ -172,6 +172,7 @@ async def build(settings: IdentitySettings, *, verifier: TokenVerifier | None = 
                 max_failures=settings.login_max_failures,
                 window_seconds=settings.login_failure_window_seconds,
             ),
+            RevocationList(redis_client),
         )
         person_services = PersonServices(PersonRegistry(person_store), lifecycle)
         person_background = [

@@ -18,6 +18,7 @@ from carnet.common.v1 import common_pb2
 from carnet_identity import person_events
 from carnet_identity.domain.accounts import (
     ACTIVATION_CODE_VALIDITY,
+    LOGIN_STATES,
     AccountState,
     Action,
     apply_action,
@@ -37,6 +38,7 @@ from carnet_identity.enrolment import PersonRegistry
 from carnet_identity.hashing import SecretHasher
 from carnet_identity.keys import utcnow
 from carnet_identity.notices import new_code
+from carnet_identity.sessions import RevocationList
 from carnet_identity.store import IdentityStore
 from carnet_identity.store_persons import PersonStore, status_of
 from carnet_identity.throttle import LoginThrottle, throttle_subject_for_account
@@ -102,6 +104,7 @@ class Lifecycle:
         accounts: IdentityStore,
         hasher: SecretHasher,
         throttle: LoginThrottle,
+        revocations: RevocationList,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
@@ -109,6 +112,7 @@ class Lifecycle:
         self._accounts = accounts
         self._hasher = hasher
         self._throttle = throttle
+        self._revocations = revocations
         self._clock = clock
 
     # ---- transitions
@@ -137,6 +141,13 @@ class Lifecycle:
             await person_events.state_changed(store, person_id, person.state, after, actor, now)
         elif after.scheduled_delete_at != person.scheduled_delete_at:
             await person_events.person_updated(store, person_id, ["scheduled_delete_time"], now)
+        if person.state in LOGIN_STATES and after.state not in LOGIN_STATES:
+            # Closed, suspended, opposed: the holder's sessions and those acting for them end now,
+            # not when their access tokens run out.
+            revoked = await IdentityStore(store.connection).revoke_account_sessions(
+                "person", person_id, now, acting_for_too=True
+            )
+            await self._revocations.add(revoked)
         if after.state is AccountState.DELETED:
             await store.erase_deleted(person_id)
         updated = await store.person(person_id)

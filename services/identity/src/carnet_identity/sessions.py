@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -54,6 +54,29 @@ def _parse_uuid(text: str, field: str) -> uuid.UUID:
         raise InvalidArgument(f"{field} is not an id", field=field, reason="FIELD_INVALID") from None
 
 
+class RevocationList:
+    """The Redis list of revoked access-token ids that every service's verifier checks."""
+
+    def __init__(self, redis_client: redis.Redis, *, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self._redis = redis_client
+        self._clock = clock
+
+    async def add(self, tokens: Sequence[IssuedAccessToken]) -> None:
+        """Put access token ids on the list until they would expire anyway."""
+        if not tokens:
+            return
+        now = self._clock()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for token in tokens:
+                    ttl = int((token.expires_at - now).total_seconds()) + CLOCK_SKEW_SECONDS
+                    if ttl > 0:
+                        pipe.set(revoked_key(token.token_id), b"1", ex=ttl)
+                await pipe.execute()
+        except RedisError as exc:
+            raise Unavailable("the revocation list is unavailable", reason="REVOCATION_UNAVAILABLE") from exc
+
+
 class SessionService:
     """Issues, rotates and revokes the tokens of logged-in holders and professionals."""
 
@@ -69,7 +92,7 @@ class SessionService:
     ) -> None:
         self._store = store
         self._issuer = issuer
-        self._redis = redis_client
+        self._revocations = RevocationList(redis_client, clock=clock)
         self._access_ttl = access_ttl_seconds
         self._refresh_ttl = dt.timedelta(seconds=refresh_ttl_seconds)
         self._clock = clock
@@ -232,15 +255,4 @@ class SessionService:
 
     async def _revoke_access_tokens(self, tokens: list[IssuedAccessToken]) -> None:
         """Put access token ids on the Redis revocation list until they would expire anyway."""
-        if not tokens:
-            return
-        now = self._clock()
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for token in tokens:
-                    ttl = int((token.expires_at - now).total_seconds()) + CLOCK_SKEW_SECONDS
-                    if ttl > 0:
-                        pipe.set(revoked_key(token.token_id), b"1", ex=ttl)
-                await pipe.execute()
-        except RedisError as exc:
-            raise Unavailable("the revocation list is unavailable", reason="REVOCATION_UNAVAILABLE") from exc
+        await self._revocations.add(tokens)

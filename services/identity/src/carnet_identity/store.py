@@ -623,6 +623,23 @@ class IdentityStore:
         )
         return [IssuedAccessToken(row["access_token_id"], row["access_expires_at"]) for row in rows]
 
+    async def revoke_account_sessions(
+        self, account_kind: str, account_id: uuid.UUID, now: dt.datetime, *, acting_for_too: bool = False
+    ) -> list[IssuedAccessToken]:
+        """End every refresh-token family of an account (and, with ``acting_for_too``, every family
+        acting for it); the access tokens issued with them that are still alive."""
+        acting_for = " OR (account_kind = 'person' AND acting_for = $2)" if acting_for_too else ""
+        families = await self._db.fetch(
+            "SELECT DISTINCT family_id FROM refresh_tokens"
+            f" WHERE ((account_kind = $1 AND account_id = $2){acting_for}) AND revoked_at IS NULL",
+            account_kind,
+            account_id,
+        )
+        revoked: list[IssuedAccessToken] = []
+        for row in families:
+            revoked.extend(await self.revoke_family(row["family_id"], now, "account disabled"))
+        return revoked
+
     async def purge_expired(self, before: dt.datetime) -> tuple[int, int]:
         """Delete login challenges and refresh tokens that expired before ``before``; how many of each."""
         challenges: str = await self._db.execute("DELETE FROM login_challenges WHERE expires_at < $1", before)

@@ -482,21 +482,6 @@ class DirectoryStore(IdentityStore):
         )
         return [row["family_id"] for row in rows]
 
-    async def revoke_account_sessions(
-        self, account_kind: str, account_id: uuid.UUID, now: dt.datetime
-    ) -> list[IssuedAccessToken]:
-        """End every refresh-token family of an account; the access tokens issued with them still alive."""
-        families = await self._db.fetch(
-            "SELECT DISTINCT family_id FROM refresh_tokens WHERE account_kind = $1 AND account_id = $2"
-            " AND revoked_at IS NULL",
-            account_kind,
-            account_id,
-        )
-        revoked: list[IssuedAccessToken] = []
-        for row in families:
-            revoked.extend(await self.revoke_family(row["family_id"], now, "account disabled"))
-        return revoked
-
     # ---- treating physician
 
     async def treating_physician(self, holder_id: uuid.UUID) -> TreatingPhysicianRecord | None:
