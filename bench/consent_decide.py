@@ -29,6 +29,8 @@ import math
 import os
 import platform
 import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +206,49 @@ async def _client(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(worker(spec["offset"] + k * spec["processes"]) for k in range(spec["concurrency"])))
         wall = time.monotonic() - begin
     return {"latencies": latencies, "errors": errors, "wall": wall, "allowed": allowed}
+
+
+def h2load_level(port: int, token: str, question: dict[str, Any], requests: int, concurrency: int,
+                 workdir: Path) -> dict[str, Any]:
+    """``Decide`` driven by nghttp2's ``h2load`` (a C client, so nearly all the CPU is consent's).
+
+    h2load repeats one framed request; its per-request log gives the latencies. It cannot
+    read gRPC trailers, so every response body is checked to be as long as a Decide answer.
+    """
+    import grpc
+    from google.protobuf import json_format
+
+    from carnet.consent.v1 import consent_service_pb2 as pb
+    from carnet.consent.v1 import consent_service_pb2_grpc
+
+    request = json_format.ParseDict(question, pb.DecideRequest())
+    body = request.SerializeToString()
+    framed = workdir / "decide.bin"
+    framed.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
+    # The same request once through grpc: the answer h2load must get each time.
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = consent_service_pb2_grpc.ConsentServiceStub(channel).Decide(
+            request, metadata=(("authorization", f"Bearer {token}"),), timeout=10
+        )
+    expected = 5 + answer.ByteSize()
+    connections = min(concurrency, 4)
+    log = workdir / "h2load.log"
+    out = subprocess.run(
+        ["h2load", "-n", str(requests), "-c", str(connections), "-m", str(max(1, concurrency // connections)),
+         "-d", str(framed), "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "-H", f"authorization: Bearer {token}", "--log-file", str(log),
+         f"http://127.0.0.1:{port}/carnet.consent.v1.ConsentService/Decide"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    finished = next(line for line in out.splitlines() if line.startswith("finished in"))
+    wall = float(finished.split()[2].rstrip("s,"))
+    traffic = next(line for line in out.splitlines() if line.startswith("traffic:"))
+    data_bytes = int(re.search(r"\((\d+)\) data", traffic).group(1))  # type: ignore[union-attr]
+    latencies = [int(line.split("\t")[2]) / 1e6 for line in log.read_text().splitlines() if line.strip()]
+    ok = sum(1 for line in log.read_text().splitlines() if line.split("\t")[1] == "200")
+    errors = {} if data_bytes == expected * ok == expected * len(latencies) else {
+        "WRONG_BODIES": len(latencies) - data_bytes // max(1, expected)}
+    return {"latencies": latencies, "errors": errors, "wall": wall, "allowed": answer.effect == 1}
 
 
 def client_main(spec_file: str) -> None:
@@ -417,6 +462,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             results.append(row)
             print(json.dumps(row), flush=True)
+        if args.h2load and shutil.which("h2load"):
+            care_team_read = {
+                "actor": {"subject": "bench-doctor-7", "role": "ROLE_PROFESSIONAL", "profession_code": "10"},
+                "holder_id": holder(7), "action": "ACTION_READ",
+                "item": {"kind": "ITEM_KIND_DOCUMENT", "document_class": "REPORT"},
+            }
+            for concurrency in args.h2load:
+                cpu_before = cpu_seconds(server.pid)
+                measured = await asyncio.to_thread(
+                    h2load_level, port, token, care_team_read, int(3000 * args.seconds), concurrency, workdir
+                )
+                cpu = cpu_seconds(server.pid) - cpu_before
+                row = summarise(
+                    "h2load-decide", concurrency, measured["latencies"], measured["wall"], 1,
+                    errors=measured["errors"], batch_size=None,
+                    consent_cpu_cores=round(cpu / measured["wall"], 2),
+                    consent_cpu_us_per_decision=round(cpu / max(1, len(measured["latencies"])) * 1e6, 1),
+                )
+                results.append(row)
+                print(json.dumps(row), flush=True)
         report = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "holders": args.holders,
@@ -474,6 +539,10 @@ def main() -> None:
     parser.add_argument(
         "--batches", type=lambda s: [tuple(int(n) for n in level.split("x")) for level in s.split(",")],
         default=[(10, 1), (10, 2), (50, 8)], help="BatchDecide levels as SIZExCONCURRENCY, comma-separated",
+    )
+    parser.add_argument(
+        "--h2load", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 8],
+        help="calls in flight of the h2load levels (skipped when h2load is not installed; '' for none)",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -30,6 +30,7 @@ GOOD = {
     "CARNET_SMTP_HOST": "127.0.0.1",
     "CARNET_SMTP_PORT": "1",
     "CARNET_MAIL_FROM": "ne-pas-repondre@carnet.test",
+    "CARNET_MASTER_KEY_FILE": "/nonexistent/master-keys",
 }
 
 
@@ -55,6 +56,25 @@ def test_a_missing_variable_stops_the_service_naming_it(service: str) -> None:
     result = _run(f"carnet_{service}", env)
     assert result.returncode == 78
     assert "CARNET_DATABASE_URL: is required but not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read"),
+        ("k1:too-short\n", "line 1: the key of 'k1' is not base64"),
+        ("# no key yet\n", "holds no master key"),
+    ],
+)
+def test_dossier_stops_naming_an_unusable_master_key_file(tmp_path, content: str | None, problem: str) -> None:  # type: ignore[no-untyped-def]
+    key_file = tmp_path / "master-keys"
+    if content is not None:
+        key_file.write_text(content)
+    result = _run("carnet_dossier", {**GOOD, "CARNET_MASTER_KEY_FILE": str(key_file)})
+    assert result.returncode == 78, result.stderr
+    assert "carnet-dossier: configuration error: CARNET_MASTER_KEY_FILE" in result.stderr
+    assert problem in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_the_gateway_refuses_a_bad_listen_address() -> None:

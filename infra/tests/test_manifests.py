@@ -65,7 +65,7 @@ SETTINGS_CLASSES = {
 }
 
 ADDRESS_VARIABLES = tuple(f"CARNET_{part.upper()}_ADDR" for part in GRPC_PORTS)
-PER_PART_VARIABLES = {"CARNET_GRPC_LISTEN", "OTEL_SERVICE_NAME", "CARNET_S3_BUCKET"}
+PER_PART_VARIABLES = {"CARNET_GRPC_LISTEN", "OTEL_SERVICE_NAME", "CARNET_S3_BUCKET", "CARNET_MASTER_KEY_FILE"}
 """Set beside each part (compose ``environment``, chart container ``env``), not in shared config."""
 
 
@@ -769,7 +769,10 @@ def test_every_pod_and_container_is_non_root_read_only_and_unprivileged(rendered
             assert context.get("privileged", False) is False, part
             mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
             assert mounts.get("/tmp") in tmp_volumes, f"{part} has no emptyDir at /tmp"
-            assert set(mounts) == {"/tmp"}, f"{part} mounts more than /tmp"
+            # Besides /tmp, only dossier's master keys, read-only (checked in detail below).
+            extra = {"/etc/carnet/master-keys"} if part == "dossier" else set()
+            assert set(mounts) == {"/tmp"} | extra, f"{part} mounts more than /tmp"
+            assert all(mount.get("readOnly") for mount in container["volumeMounts"] if mount["mountPath"] in extra)
 
 
 def test_grpc_services_are_probed_natively_on_their_port(rendered: list[dict[str, Any]]) -> None:
@@ -881,6 +884,35 @@ def test_ingress_is_off_by_default_and_routes_to_the_gateway_when_on(helm: str) 
     assert part_of(gateway_service) == "gateway"
     assert backend["port"]["name"] in {entry["name"] for entry in gateway_service["spec"]["ports"]}
     assert ingress["spec"]["rules"][0]["host"] == "carnet.invalid"
+
+
+def test_dossier_reads_its_master_keys_from_a_mounted_secret(rendered: list[dict[str, Any]]) -> None:
+    values = chart_values()["masterKeys"]
+    for name, deployment in objects(rendered, "Deployment").items():
+        spec = deployment["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+        mounts = {mount["name"]: mount for mount in container.get("volumeMounts", [])}
+        if part_of(deployment) != "dossier":
+            assert "master-keys" not in volumes and "master-keys" not in mounts, f"{name} mounts dossier's keys"
+            continue
+        secret = volumes["master-keys"]["secret"]
+        assert secret["secretName"] == values["existingSecret"]
+        assert secret["items"] == [{"key": values["key"], "path": "master-keys"}]
+        assert secret["defaultMode"] == 0o400
+        mount = mounts["master-keys"]
+        assert mount["readOnly"] is True
+        environ = {variable["name"]: variable.get("value") for variable in container["env"]}
+        assert environ["CARNET_MASTER_KEY_FILE"] == mount["mountPath"] + "/master-keys"
+
+
+def test_compose_gives_dossier_its_master_keys_as_a_secret_file() -> None:
+    document = compose()
+    assert document["secrets"]["master-keys"]["file"] == "./master-keys"
+    assert document["services"]["dossier"]["secrets"] == ["master-keys"]
+    assert compose_environment("dossier")["CARNET_MASTER_KEY_FILE"] == "/run/secrets/master-keys"
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert "infra/compose/master-keys" in ignored, "the local key file must never be committed"
 
 
 def test_credentials_come_only_from_existing_secrets(rendered: list[dict[str, Any]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ from carnet_launcher.config import (
     platform_environment,
 )
 from carnet_launcher.errors import LauncherError
+from carnet_launcher.launch import _ensure_master_key
 from carnet_launcher.layout import DataDir
 
 BACKENDS = Backends(
@@ -240,3 +242,22 @@ def test_banner_lists_urls_dicom_and_accounts_with_the_seeded_activation_code(
         "marc.girard@demo.carnet.test",
     ]:
         assert expected in text, expected
+
+
+def test_dossier_gets_a_master_key_made_once_and_kept_or_the_users_own(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    env = child_environment(settings, platform_environment(settings, BACKENDS), "dossier")
+    key_file = tmp_path / ".carnet" / "secrets" / "master-keys"
+    assert env["CARNET_MASTER_KEY_FILE"] == os.fspath(key_file)
+    key_file.parent.mkdir(parents=True)
+    _ensure_master_key(key_file)
+    first = key_file.read_text()
+    key_id, _, encoded = first.strip().partition(":")
+    assert key_id == "local-1"
+    assert len(base64.b64decode(encoded, validate=True)) == 32
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    _ensure_master_key(key_file)  # a restart keeps the key: the data stays readable
+    assert key_file.read_text() == first
+    own = settings_for(tmp_path, CARNET_MASTER_KEY_FILE=os.fspath(tmp_path / "vault" / "keys"))
+    env = child_environment(own, platform_environment(own, BACKENDS), "dossier")
+    assert env["CARNET_MASTER_KEY_FILE"] == os.fspath(tmp_path / "vault" / "keys")

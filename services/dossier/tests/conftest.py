@@ -20,6 +20,7 @@ from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet_consent.app import build as build_consent
 from carnet_consent.settings import ConsentSettings
 from carnet_dossier.app import build as build_dossier
+from carnet_dossier.crypto import new_master_key_line
 from carnet_dossier.settings import DossierSettings
 from carnet_kit.config import HostPort, load
 from carnet_kit.db import create_pool
@@ -54,8 +55,22 @@ def identity_port() -> int:
 
 
 @pytest.fixture
+def master_key_file(tmp_path: Path) -> Path:
+    """A fresh master key ring with one key, ``k1``."""
+    path = tmp_path / "master-keys"
+    path.write_text(new_master_key_line("k1") + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
 def dossier_environ(
-    database_url: str, redis_url: str, consent_app: ServiceApp, blob_dir: Path, identity_port: int
+    database_url: str,
+    redis_url: str,
+    consent_app: ServiceApp,
+    blob_dir: Path,
+    identity_port: int,
+    master_key_file: Path,
 ) -> dict[str, str]:
     """The ``CARNET_*`` variables the dossier process gets."""
     return {
@@ -66,6 +81,7 @@ def dossier_environ(
         "CARNET_IDENTITY_ADDR": f"127.0.0.1:{identity_port}",
         "CARNET_BLOB_STORE": "fs",
         "CARNET_BLOB_DIR": str(blob_dir),
+        "CARNET_MASTER_KEY_FILE": str(master_key_file),
         "CARNET_CALL_TIMEOUT_SECONDS": "3",
     }
 

@@ -32,6 +32,15 @@ from carnet.consent.v1 import resources_pb2 as consent_res
 from carnet.dossier.v1 import dossier_service_pb2 as pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet.dossier.v1 import resources_pb2 as res
+from carnet_dossier.crypto import (
+    MasterKeyRing,
+    SealedBlobError,
+    new_master_key_line,
+    open_blob,
+    sealed_size,
+    unwrap_data_key,
+)
+from carnet_dossier.keys import HolderKeys
 from carnet_dossier.seed import make_pdf
 from carnet_kit.auth import Principal
 from carnet_kit.server import ServiceApp
@@ -150,9 +159,25 @@ class Client:
 class Records:
     """What the dossier stored: its schema's rows and the object store's files."""
 
-    def __init__(self, pool: asyncpg.Pool, blob_dir: Path) -> None:
+    def __init__(self, pool: asyncpg.Pool, blob_dir: Path, master_key_file: Path) -> None:
         self.pool = pool
         self.blob_dir = blob_dir
+        self.ring = MasterKeyRing.from_file(master_key_file, variable="CARNET_MASTER_KEY_FILE")
+
+    async def data_key(self, holder_id: str) -> bytes:
+        """The holder's data key, unwrapped as dossier does."""
+        row = await self.pool.fetchrow(
+            "SELECT master_key_id, wrapped_key FROM dossier.holder_keys WHERE holder_id = $1", uuid.UUID(holder_id)
+        )
+        assert row is not None and row["wrapped_key"] is not None
+        master = self.ring.by_id(row["master_key_id"])
+        assert master is not None
+        return unwrap_data_key(master, uuid.UUID(holder_id), bytes(row["wrapped_key"]))
+
+    async def plain_content(self, holder_id: str, document_id: str) -> bytes:
+        """A stored blob, opened with its holder's key (it is sealed at rest)."""
+        sealed = self.blob_path(holder_id, document_id).read_bytes()
+        return await open_blob(await self.data_key(holder_id), f"documents/{holder_id}/{document_id}", sealed)
 
     async def documents_of(self, holder_id: str) -> list[asyncpg.Record]:
         return list(
@@ -202,8 +227,8 @@ def client(dossier_stub: pb_grpc.DossierServiceStub, token_factory: TokenFactory
 
 
 @pytest.fixture
-def records(dossier_pool: asyncpg.Pool, blob_dir: Path) -> Records:
-    return Records(dossier_pool, blob_dir)
+def records(dossier_pool: asyncpg.Pool, blob_dir: Path, master_key_file: Path) -> Records:
+    return Records(dossier_pool, blob_dir, master_key_file)
 
 
 # --- deposit -------------------------------------------------------------------------
@@ -235,9 +260,12 @@ async def test_deposit_by_client_streamed_in_chunks_stores_content_event_and_acc
     assert document.mime_type == "application/pdf"
     assert document.holder_own is False
 
-    # The content, byte for byte, under documents/<holder>/<document>; nothing else.
+    # The content, sealed under the holder's data key, under documents/<holder>/<document>; nothing else.
     blob = records.blob_path(holder_id, document.document_id)
-    assert blob.read_bytes() == content
+    stored = blob.read_bytes()
+    assert stored.startswith(b"CRB1") and b"%PDF-" not in stored
+    assert len(stored) == sealed_size(len(content))
+    assert await records.plain_content(holder_id, document.document_id) == content
     assert records.files_of(holder_id) == [blob]
     rows = await records.documents_of(holder_id)
     assert [(str(r["document_id"]), r["blob_key"], r["sha256"]) for r in rows] == [
@@ -291,7 +319,7 @@ async def test_same_unique_id_with_other_bytes_is_already_exists_unique_id_taken
     assert error.domain == DOMAIN
     assert error.metadata.get("unique_id") == unique_id
     assert [str(r["document_id"]) for r in await records.documents_of(holder_id)] == [first.document_id]
-    assert records.blob_path(holder_id, first.document_id).read_bytes() == pdf("first")
+    assert await records.plain_content(holder_id, first.document_id) == pdf("first")
     assert records.files_of(holder_id) == [records.blob_path(holder_id, first.document_id)]
     assert len(await records.outbox_of(holder_id)) == 1
 
@@ -332,7 +360,7 @@ async def test_client_without_deposit_scope_is_denied_with_consents_reason_and_n
 
 
 async def test_size_limit_is_enforced_while_streaming(
-    run_dossier: Any, stub_for: Any, token_factory: TokenFactory, dossier_pool: asyncpg.Pool, blob_dir: Path
+    run_dossier: Any, stub_for: Any, token_factory: TokenFactory, records: Records
 ) -> None:
     holder_id = new_holder()
     unique_id = f"lab-x-{uuid.uuid4().hex}"
@@ -351,7 +379,6 @@ async def test_size_limit_is_enforced_while_streaming(
 
     async with run_dossier(CARNET_MAX_DOCUMENT_BYTES="2048") as app, stub_for(app) as stub:
         client = Client(stub, token_factory)
-        records = Records(dossier_pool, blob_dir)
         started = time.monotonic()
         error = await rpc_failure(client.deposit(LAB, requests()))
         elapsed = time.monotonic() - started
@@ -614,9 +641,11 @@ async def test_unknown_document_is_not_found(client: Client) -> None:
 @pytest.mark.parametrize(
     "altered",
     [
-        pytest.param(lambda content: b"%PDF-" + b"X" * (len(content) - 5), id="same-size-other-bytes"),
-        pytest.param(lambda content: content + b"trailing bytes", id="longer"),
-        pytest.param(lambda content: content[: len(content) // 2], id="truncated"),
+        pytest.param(lambda sealed: sealed[:100] + bytes([sealed[100] ^ 1]) + sealed[101:], id="one-bit-flipped"),
+        pytest.param(lambda sealed: b"%PDF-" + b"X" * (len(sealed) - 5), id="same-size-other-bytes"),
+        pytest.param(lambda sealed: sealed + b"trailing bytes", id="longer"),
+        pytest.param(lambda sealed: sealed[: len(sealed) // 2], id="truncated"),
+        pytest.param(lambda sealed: sealed[: len(sealed) - 16], id="last-tag-cut"),
     ],
 )
 async def test_download_of_altered_content_ends_with_data_loss(
@@ -626,8 +655,9 @@ async def test_download_of_altered_content_ends_with_data_loss(
     content = pdf("integrity")
     document = await client.deposit(LAB, deposit_messages(holder_id, content))
     blob = records.blob_path(holder_id, document.document_id)
-    blob.write_bytes(altered(content))
-    assert blob.read_bytes() != content
+    sealed = blob.read_bytes()
+    blob.write_bytes(altered(sealed))
+    assert blob.read_bytes() != sealed
 
     received: list[pb.DownloadDocumentResponse] = []
     error = await rpc_failure(client.download(as_holder(holder_id), document.document_id, received))
@@ -774,3 +804,89 @@ async def test_methods_of_later_issues_answer_unimplemented(
     error = await rpc_failure(run())
 
     assert error.code == grpc.StatusCode.UNIMPLEMENTED
+
+
+# --- encryption at rest --------------------------------------------------------------
+
+
+def write_keys(path: Path, *lines: str) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def read_keys(path: Path) -> list[str]:
+    return path.read_text().split()
+
+
+def downloaded(messages: list[pb.DownloadDocumentResponse]) -> bytes:
+    return b"".join(message.chunk for message in messages)
+
+
+async def test_rotating_the_master_key_rewraps_data_keys_without_touching_blobs(
+    run_dossier: Any, stub_for: Any, token_factory: TokenFactory, records: Records, master_key_file: Path, tmp_path: Path
+) -> None:
+    holder_id = new_holder()
+    content = make_pdf("Grand document", [f"ligne {n} " * 20 for n in range(2000)])  # several segments
+    async with run_dossier() as app, stub_for(app) as stub:
+        client = Client(stub, token_factory)
+        document = await client.deposit(LAB, deposit_messages(holder_id, content, chunk_size=32 * 1024))
+    blob = records.blob_path(holder_id, document.document_id)
+    sealed_before, mtime_before = blob.read_bytes(), blob.stat().st_mtime_ns
+    # Rotation: a new current key first, the old one kept until every data key is rewrapped.
+    # (Key ids are unique per deployment; here every test has its own "k1", hence a unique new id.)
+    new_id = f"k2-{uuid.uuid4().hex[:8]}"
+    rotated = write_keys(tmp_path / "rotated-keys", new_master_key_line(new_id), *read_keys(master_key_file))
+    async with run_dossier(CARNET_MASTER_KEY_FILE=str(rotated)):
+
+        async def rewrapped() -> bool:
+            row = await records.pool.fetchrow(
+                "SELECT master_key_id FROM dossier.holder_keys WHERE holder_id = $1", uuid.UUID(holder_id)
+            )
+            return row is not None and row["master_key_id"] == new_id
+
+        await wait_until(rewrapped, timeout=10)
+    # The old key is gone from the configuration: the document still reads, its blob was never rewritten.
+    only_new = write_keys(tmp_path / "only-new-key", read_keys(rotated)[0])
+    async with run_dossier(CARNET_MASTER_KEY_FILE=str(only_new)) as app, stub_for(app) as stub:
+        messages = await Client(stub, token_factory).download(as_holder(holder_id), document.document_id)
+    assert downloaded(messages) == content
+    assert blob.read_bytes() == sealed_before and blob.stat().st_mtime_ns == mtime_before
+
+
+async def test_a_data_key_wrapped_by_an_unconfigured_master_key_is_data_loss_not_garbage(
+    run_dossier: Any, stub_for: Any, token_factory: TokenFactory, tmp_path: Path
+) -> None:
+    holder_id = new_holder()
+    async with run_dossier() as app, stub_for(app) as stub:
+        document = await Client(stub, token_factory).deposit_pdf(holder_id)
+    other = write_keys(tmp_path / "other-keys", new_master_key_line("k9"))
+    async with run_dossier(CARNET_MASTER_KEY_FILE=str(other)) as app, stub_for(app) as stub:
+        error = await rpc_failure(Client(stub, token_factory).download(as_holder(holder_id), document.document_id))
+    assert (error.code, error.reason) == (grpc.StatusCode.DATA_LOSS, "MASTER_KEY_UNKNOWN")
+    assert error.metadata["master_key_id"] == "k1"
+
+
+async def test_shredding_a_holders_key_makes_their_blobs_unreadable(
+    client: Client, records: Records, dossier_pool: asyncpg.Pool
+) -> None:
+    holder_id, neighbour = new_holder(), new_holder()
+    document = await client.deposit_pdf(holder_id, "à effacer")
+    kept = await client.deposit_pdf(neighbour, "à garder")
+    data_key = await records.data_key(holder_id)
+    sealed = records.blob_path(holder_id, document.document_id).read_bytes()
+
+    await HolderKeys(dossier_pool, records.ring).shred(uuid.UUID(holder_id))
+
+    row = await dossier_pool.fetchrow("SELECT * FROM dossier.holder_keys WHERE holder_id = $1", uuid.UUID(holder_id))
+    assert row["wrapped_key"] is None and row["master_key_id"] is None and row["shredded_at"] is not None
+    error = await rpc_failure(client.download(as_holder(holder_id), document.document_id))
+    assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "HOLDER_DATA_SHREDDED")
+    # Whatever key is tried now, the bytes do not open: the only key that did is gone.
+    for wrong_key in (await records.data_key(neighbour), bytes(32)):
+        with pytest.raises(SealedBlobError):
+            await open_blob(wrong_key, f"documents/{holder_id}/{document.document_id}", sealed)
+    assert data_key != await records.data_key(neighbour)
+    # No new key is made for a shredded holder; other holders are untouched.
+    refused = await rpc_failure(client.deposit_pdf(holder_id, "après effacement"))
+    assert refused.reason == "HOLDER_DATA_SHREDDED"
+    assert downloaded(await client.download(as_holder(neighbour), kept.document_id)) == pdf("à garder")

@@ -117,19 +117,33 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ $v.tmpVolume.sizeLimit }}
+{{- if eq .part "dossier" }}
+  - name: master-keys
+    secret:
+      secretName: {{ required "masterKeys.existingSecret is required" $v.masterKeys.existingSecret }}
+      defaultMode: 0400
+      items:
+        - key: {{ $v.masterKeys.key }}
+          path: master-keys
+{{- end }}
 {{- end }}
 
 {{/*
 Container-level settings shared by every part: hardening, /tmp, the graceful stop.
 */}}
 {{- define "carnet.containerCommon" -}}
-{{- $v := .Values -}}
+{{- $v := .root.Values -}}
 imagePullPolicy: {{ $v.image.pullPolicy }}
 securityContext:
   {{- toYaml $v.securityContext | nindent 2 }}
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+{{- if eq .part "dossier" }}
+  - name: master-keys
+    mountPath: /etc/carnet/master-keys
+    readOnly: true
+{{- end }}
 lifecycle:
   preStop:
     exec:

@@ -75,6 +75,8 @@ class Settings:
     blob_dir: Path
     mailbox_dir: Path
     secrets_dir: Path
+    master_key_file: Path
+    """Dossier's master keys; the launcher makes one on first start unless the user names a file."""
 
     @classmethod
     def resolve(cls, data: DataDir, environ: Mapping[str, str] | None = None) -> Settings:
@@ -125,6 +127,10 @@ class Settings:
             blob_dir=Path(env.get("CARNET_BLOB_DIR") or data.objects).resolve(),
             mailbox_dir=Path(env.get("CARNET_DEV_MAILBOX_DIR") or data.mailbox).resolve(),
             secrets_dir=Path(env.get("CARNET_SECRETS_DIR") or data.secrets).resolve(),
+            master_key_file=Path(
+                env.get("CARNET_MASTER_KEY_FILE")
+                or Path(env.get("CARNET_SECRETS_DIR") or data.secrets) / "master-keys"
+            ).resolve(),
         )
 
     @property
@@ -177,6 +183,7 @@ def platform_environment(settings: Settings, backends: Backends) -> dict[str, st
         "CARNET_SMTP_PORT": str(backends.smtp_port),
         "CARNET_MAIL_FROM": settings.mail_from,
         "CARNET_SECRETS_DIR": os.fspath(settings.secrets_dir),
+        "CARNET_MASTER_KEY_FILE": os.fspath(settings.master_key_file),
         "CARNET_BLOB_STORE": settings.blob_store,
         "CARNET_HTTP_LISTEN": settings.http_listen,
         "CARNET_DEV_MAILBOX_DIR": os.fspath(settings.mailbox_dir),

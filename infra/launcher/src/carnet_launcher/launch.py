@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import shlex
@@ -9,6 +10,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from . import demo
 from .banner import banner
@@ -166,8 +168,23 @@ def _prepare(settings: Settings) -> None:
     for directory in (settings.mailbox_dir, settings.secrets_dir):
         directory.mkdir(parents=True, exist_ok=True)
     settings.secrets_dir.chmod(0o700)
+    _ensure_master_key(settings.master_key_file)
     if settings.blob_store == "fs":
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _ensure_master_key(path: Path) -> None:
+    """Dossier's master key ring, made once and kept with the data.
+
+    One line ``<id>:<base64 of 32 random bytes>``, readable by its owner only.
+    """
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = f"local-1:{base64.b64encode(os.urandom(32)).decode()}\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(line)
 
 
 def _check_addresses_free(settings: Settings) -> None:

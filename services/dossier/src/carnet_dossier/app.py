@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet_dossier.documents import DocumentService
+from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient
 from carnet_dossier.servicer import SERVICE_NAME, DossierServicer
 from carnet_dossier.settings import DossierSettings
@@ -17,16 +21,32 @@ from carnet_kit.outbox import OutboxRelay
 from carnet_kit.server import GrpcService, ServiceApp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+def _rewrapper(keys: HolderKeys) -> Callable[[], Coroutine[Any, Any, None]]:
+    """At start, rewrap the data keys still wrapped by a retired master key (nothing to do otherwise)."""
+
+    async def rewrap() -> None:
+        if not keys.ring.retired:
+            return
+        done = await keys.rewrap()
+        log.info("rewrapped %d data keys under master key %s", done, keys.ring.current.key_id)
+
+    return rewrap
 
 
 async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = None) -> ServiceApp:
     """The dossier service, ready to start."""
+    ring = settings.master_keys()  # before connecting anywhere: a bad key file stops the start at once
     base = await open_foundations(settings, SCHEMA, MIGRATIONS, outbox=True, verifier=verifier)
     blobs = object_store_from_settings(settings)
     consent = ConsentClient(settings)
+    keys = HolderKeys(base.pool, ring)
     documents = DocumentService(
         base.pool,
         blobs,
+        keys,
         consent,
         IdentityClient(base.identity),
         max_document_bytes=settings.max_document_bytes,
@@ -40,7 +60,7 @@ async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = N
         settings=settings,
         services=[GrpcService(SERVICE_NAME, lambda server: pb_grpc.add_DossierServiceServicer_to_server(servicer, server))],
         verifier=base.verifier,
-        background=[relay.run],
+        background=[relay.run, _rewrapper(keys)],
         resources=base.resources,
     )
     app.resources.push_async_callback(blobs.close)

@@ -22,7 +22,9 @@ from opentelemetry import trace
 from carnet.consent.v1 import resources_pb2 as consent_pb
 from carnet.dossier.v1 import events_pb2
 from carnet_dossier import store
+from carnet_dossier.crypto import SealedBlobError, open_stream, seal
 from carnet_dossier.domain import NewDocument, PageCursor, check_content, encode_page_token
+from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
 from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_kit.auth import Principal
@@ -78,6 +80,7 @@ class DocumentService:
         self,
         pool: asyncpg.Pool,
         blobs: ObjectStore,
+        keys: HolderKeys,
         consent: ConsentClient,
         identity: IdentityClient,
         *,
@@ -86,6 +89,7 @@ class DocumentService:
     ) -> None:
         self._pool = pool
         self._blobs = blobs
+        self._keys = keys
         self._consent = consent
         self._identity = identity
         self._max_bytes = max_document_bytes
@@ -170,7 +174,8 @@ class DocumentService:
         document_id = uuid.uuid4()
         blob_key = f"documents/{holder_id}/{document_id}"
         with tracer.start_as_current_span("store document content", attributes={ATTR_DOCUMENT_ID: str(document_id)}):
-            await self._blobs.put(blob_key, content, new.format.value)
+            data_key = await self._keys.data_key(holder_id, create=True)
+            await self._blobs.put(blob_key, seal(data_key, blob_key, content))
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 record = await store.insert_document(
@@ -182,6 +187,7 @@ class DocumentService:
                     size_bytes=len(content),
                     sha256=sha256,
                     blob_key=blob_key,
+                    sealed=True,
                     deposited_by=actor_record(principal),
                 )
                 await store.add_access_log(
@@ -260,13 +266,22 @@ class DocumentService:
             outcome="allowed",
         )
 
+        data_key = await self._keys.data_key(record.holder_id) if record.sealed else b""
+
         async def content() -> AsyncIterator[bytes]:
             digest = hashlib.sha256()
             size = 0
-            async for chunk in self._blobs.stream(record.blob_key):
-                digest.update(chunk)
-                size += len(chunk)
-                yield chunk
+            stored = self._blobs.stream(record.blob_key)
+            plain = open_stream(data_key, record.blob_key, stored) if record.sealed else stored
+            try:
+                async for chunk in plain:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    yield chunk
+            except SealedBlobError as exc:
+                raise DataLoss(
+                    f"stored content failed its integrity check: {exc}", reason="CONTENT_INTEGRITY_FAILED"
+                ) from None
             if digest.hexdigest() != record.sha256 or size != record.size_bytes:
                 raise DataLoss("stored content failed its integrity check", reason="CONTENT_INTEGRITY_FAILED")
 

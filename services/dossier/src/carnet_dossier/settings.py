@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+from carnet_dossier.crypto import MasterKeyRing
 from carnet_kit.config import ConfigError, env_name
 from carnet_kit.settings import BlobStoreSettings, ServiceSettings
 
@@ -12,6 +14,8 @@ from carnet_kit.settings import BlobStoreSettings, ServiceSettings
 class DossierSettings(ServiceSettings, BlobStoreSettings):
     """Everything the dossier service needs to start."""
 
+    master_key_file: Path
+    """Master keys wrapping the holders' data keys: ``<id>:<base64 32 bytes>`` per line, current first."""
     max_document_bytes: int = 20 * 1024 * 1024
     professional_search_years: int = 2
 
@@ -21,3 +25,10 @@ class DossierSettings(ServiceSettings, BlobStoreSettings):
         self.validate_blob_store()
         if self.max_document_bytes < 1024:
             raise ConfigError(env_name("max_document_bytes"), "must be at least 1024")
+
+    def master_keys(self) -> MasterKeyRing:
+        """The master key ring read from ``CARNET_MASTER_KEY_FILE`` (ConfigError naming it when unusable).
+
+        Read when the service is built, not when the variables are: the file is a mounted secret.
+        """
+        return MasterKeyRing.from_file(self.master_key_file, variable=env_name("master_key_file"))

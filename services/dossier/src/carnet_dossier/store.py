@@ -42,6 +42,7 @@ class DocumentRecord:
     replaces_document_id: uuid.UUID | None
     deposited_by: dict[str, Any]
     created_at: dt.datetime
+    sealed: bool = False
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> DocumentRecord:
@@ -71,6 +72,7 @@ class DocumentRecord:
             replaces_document_id=row["replaces_document_id"],
             deposited_by=row["deposited_by"],
             created_at=row["created_at"],
+            sealed=row["sealed"],
         )
 
 
@@ -84,6 +86,7 @@ async def insert_document(
     size_bytes: int,
     sha256: str,
     blob_key: str,
+    sealed: bool,
     deposited_by: dict[str, Any],
 ) -> DocumentRecord:
     """Insert a first version; UniqueViolationError if the unique_id is taken."""
@@ -93,9 +96,9 @@ async def insert_document(
             document_id, logical_id, version, holder_id, unique_id, type_code, class_code, format, mime_type,
             title, service_time, author_rpps, author_profession, author_organisation, author_name,
             hidden_from_professionals, invisible_to_holder, invisible_to_representatives, holder_own,
-            size_bytes, sha256, blob_key, accession_number, deposited_by)
+            size_bytes, sha256, blob_key, accession_number, deposited_by, sealed)
         VALUES ($1, $1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-                $22)
+                $22, $23)
         RETURNING *
         """,
         document_id,
@@ -120,6 +123,7 @@ async def insert_document(
         blob_key,
         new.accession_number,
         deposited_by,
+        sealed,
     )
     return DocumentRecord.from_row(row)
 

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from carnet_kit.auth import TokenVerifier
-from carnet_kit.config import load_or_exit
+from carnet_kit.config import ConfigError, fail, load_or_exit
 from carnet_kit.interceptors import AuthInterceptor, ErrorMappingInterceptor
 from carnet_kit.settings import ServiceSettings
 from carnet_kit.telemetry import setup_telemetry
@@ -201,7 +201,12 @@ def run_service(
     setup_telemetry(os.environ.get("OTEL_SERVICE_NAME") or program)
 
     async def main() -> None:
-        app = await build(settings)
+        try:
+            app = await build(settings)
+        except ConfigError as error:
+            # What only building can check (a key file that does not read, say) stops the
+            # process like a bad variable does: its name, exit status 78.
+            fail(program, error)
         await app.run_until_signal()
 
     asyncio.run(main())

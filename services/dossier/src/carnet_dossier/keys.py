@@ -1,0 +1,130 @@
+"""Holders' data keys: created on first use, unwrapped per use, rewrapped on master key rotation, shredded.
+
+The wrapped keys live in dossier's ``holder_keys`` table; the master keys only in the
+configuration (``CARNET_MASTER_KEY_FILE``). Nothing here ever writes a key in clear.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+
+import asyncpg
+
+from carnet_dossier.crypto import MasterKeyRing, SealedBlobError, new_data_key, unwrap_data_key, wrap_data_key
+from carnet_kit.errors import DataLoss, FailedPrecondition
+
+log = logging.getLogger(__name__)
+
+
+class HolderKeys:
+    """The data key of each holder, wrapped by the ring's current master key."""
+
+    def __init__(self, pool: asyncpg.Pool, ring: MasterKeyRing) -> None:
+        self._pool = pool
+        self._ring = ring
+
+    @property
+    def ring(self) -> MasterKeyRing:
+        """The master keys this service was configured with."""
+        return self._ring
+
+    async def data_key(self, holder_id: uuid.UUID, *, create: bool = False) -> bytes:
+        """The holder's data key (made and stored wrapped on first use when ``create``).
+
+        FAILED_PRECONDITION ``HOLDER_DATA_SHREDDED`` once the key was shredded; DATA_LOSS
+        ``MASTER_KEY_UNKNOWN`` when the key was wrapped by a master key no longer configured.
+        """
+        row = await self._pool.fetchrow(
+            "SELECT master_key_id, wrapped_key, shredded_at FROM holder_keys WHERE holder_id = $1", holder_id
+        )
+        if row is None and create:
+            current = self._ring.current
+            await self._pool.execute(
+                "INSERT INTO holder_keys (holder_id, master_key_id, wrapped_key) VALUES ($1, $2, $3)"
+                " ON CONFLICT (holder_id) DO NOTHING",
+                holder_id,
+                current.key_id,
+                wrap_data_key(current, holder_id, new_data_key()),
+            )
+            row = await self._pool.fetchrow(
+                "SELECT master_key_id, wrapped_key, shredded_at FROM holder_keys WHERE holder_id = $1", holder_id
+            )
+        if row is None:
+            raise DataLoss("the holder has no data key", reason="HOLDER_KEY_MISSING")
+        if row["shredded_at"] is not None:
+            raise FailedPrecondition(
+                "this holder's data was erased (its key was destroyed)",
+                reason="HOLDER_DATA_SHREDDED",
+                metadata={"shredded_at": row["shredded_at"].isoformat()},
+            )
+        master = self._ring.by_id(row["master_key_id"])
+        if master is None:
+            raise DataLoss(
+                "the holder's key is wrapped by a master key that is not configured",
+                reason="MASTER_KEY_UNKNOWN",
+                metadata={"master_key_id": row["master_key_id"]},
+            )
+        try:
+            return unwrap_data_key(master, holder_id, bytes(row["wrapped_key"]))
+        except SealedBlobError as exc:
+            raise DataLoss(str(exc), reason="HOLDER_KEY_UNREADABLE") from None
+
+    async def rewrap(self, *, batch_size: int = 500) -> int:
+        """Rewrap every data key wrapped by a retired master key under the current one; how many.
+
+        Only the small wrapped keys change; no blob is read or written. Safe to run in
+        several replicas at once (rows are locked with SKIP LOCKED). A key that does not
+        open (its master key is not configured, or the row was altered) is left as it is
+        and counted in the log, so one bad row never stops the others.
+        """
+        current = self._ring.current
+        done = unreadable = 0
+        after = uuid.UUID(int=0)
+        while True:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT holder_id, master_key_id, wrapped_key FROM holder_keys"
+                    " WHERE wrapped_key IS NOT NULL AND master_key_id <> $1 AND holder_id > $2"
+                    " ORDER BY holder_id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                    current.key_id,
+                    after,
+                    batch_size,
+                )
+                for row in rows:
+                    old = self._ring.by_id(row["master_key_id"])
+                    try:
+                        if old is None:
+                            raise SealedBlobError(f"master key {row['master_key_id']!r} is not configured")
+                        data_key = unwrap_data_key(old, row["holder_id"], bytes(row["wrapped_key"]))
+                    except SealedBlobError:
+                        unreadable += 1
+                        continue
+                    await conn.execute(
+                        "UPDATE holder_keys SET master_key_id = $2, wrapped_key = $3, rewrapped_at = now()"
+                        " WHERE holder_id = $1",
+                        row["holder_id"],
+                        current.key_id,
+                        wrap_data_key(current, row["holder_id"], data_key),
+                    )
+                    done += 1
+            if len(rows) < batch_size:
+                break
+            after = rows[-1]["holder_id"]
+        if unreadable:
+            log.error("%d data keys could not be unwrapped with the configured master keys and were not rewrapped", unreadable)
+        return done
+
+    async def shred(self, holder_id: uuid.UUID, *, now: dt.datetime | None = None) -> None:
+        """Destroy the holder's data key: every sealed blob of theirs becomes unreadable, for good.
+
+        A tombstone stays, so that no new key is made for the holder afterwards.
+        """
+        await self._pool.execute(
+            "INSERT INTO holder_keys (holder_id, master_key_id, wrapped_key, shredded_at) VALUES ($1, NULL, NULL, $2)"
+            " ON CONFLICT (holder_id) DO UPDATE SET master_key_id = NULL, wrapped_key = NULL,"
+            " shredded_at = COALESCE(holder_keys.shredded_at, EXCLUDED.shredded_at)",
+            holder_id,
+            now or dt.datetime.now(dt.UTC),
+        )
