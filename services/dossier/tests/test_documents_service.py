@@ -192,10 +192,14 @@ class Records:
         )
         return row
 
-    async def outbox_of(self, holder_id: str) -> list[asyncpg.Record]:
+    async def outbox_of(self, holder_id: str, event_type: str | None = DEPOSITED) -> list[asyncpg.Record]:
+        """The holder's events in dossier's outbox (deposits by default; ``None`` for every type)."""
         return list(
             await self.pool.fetch(
-                "SELECT * FROM dossier.outbox WHERE payload->>'holder_id' = $1 ORDER BY id", holder_id
+                "SELECT * FROM dossier.outbox WHERE payload->>'holder_id' = $1"
+                " AND ($2::text IS NULL OR event_type = $2) ORDER BY id",
+                holder_id,
+                event_type,
             )
         )
 
@@ -218,7 +222,7 @@ class Records:
         assert await self.document_by_unique_id(unique_id) is None
         assert await self.documents_of(holder_id) == []
         assert self.files_of(holder_id) == []
-        assert await self.outbox_of(holder_id) == []
+        assert await self.outbox_of(holder_id, None) == []
 
 
 @pytest.fixture

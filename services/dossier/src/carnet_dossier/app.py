@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
+from carnet_dossier.access_log import seal_legacy_entries
+from carnet_dossier.access_log_service import AccessLogService
 from carnet_dossier.documents import DocumentService
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient
@@ -52,8 +54,11 @@ async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = N
         max_document_bytes=settings.max_document_bytes,
         professional_search_years=settings.professional_search_years,
     )
+    sealed = await seal_legacy_entries(base.pool)
+    if sealed:
+        log.info("gave %d access log entries written before the hash chain their place in it", sealed)
     # The methods of later issues are inherited from the generated base (UNIMPLEMENTED).
-    servicer = DossierServicer(documents)  # type: ignore[abstract]
+    servicer = DossierServicer(documents, AccessLogService(base.pool, consent))  # type: ignore[abstract]
     relay = OutboxRelay(base.pool, base.redis, SCHEMA)
     app = ServiceApp(
         name="dossier",

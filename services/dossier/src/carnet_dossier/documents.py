@@ -21,7 +21,8 @@ from opentelemetry import trace
 
 from carnet.consent.v1 import resources_pb2 as consent_pb
 from carnet.dossier.v1 import events_pb2
-from carnet_dossier import store
+from carnet_dossier import access_log, store
+from carnet_dossier.access_log import NewEntry
 from carnet_dossier.crypto import SealedBlobError, open_stream, seal
 from carnet_dossier.domain import NewDocument, PageCursor, check_content, encode_page_token
 from carnet_dossier.keys import HolderKeys
@@ -54,6 +55,19 @@ def _item_facts(record: DocumentRecord) -> ItemFacts:
         hidden_from_professionals=record.hidden_from_professionals,
         invisible_to_holder=record.invisible_to_holder,
         invisible_to_representatives=record.invisible_to_representatives,
+    )
+
+
+def _read_entry(principal: Principal, record: DocumentRecord, operation: str) -> NewEntry:
+    return NewEntry(
+        holder_id=record.holder_id,
+        actor=actor_record(principal),
+        action="ACTION_READ",
+        operation=operation,
+        item_kind="ITEM_KIND_DOCUMENT",
+        item_id=str(record.document_id),
+        item_label=record.title,
+        outcome="allowed",
     )
 
 
@@ -106,18 +120,32 @@ class DocumentService:
         raise InvalidArgument("holder_id or holder_ins is required", field="metadata.holder_id")
 
     async def _decide(
-        self, principal: Principal, holder_id: uuid.UUID, action: int, facts: ItemFacts, item_id: str
+        self,
+        principal: Principal,
+        holder_id: uuid.UUID,
+        action: int,
+        facts: ItemFacts,
+        item_id: str,
+        *,
+        operation: str,
+        item_label: str = "",
     ) -> None:
+        """Ask consent; a refusal is logged (outcome ``denied``) and answered PERMISSION_DENIED."""
         decision = await self._consent.decide(principal, str(holder_id), action, facts)
         if not decision.allowed:
-            await store.add_access_log(
+            await access_log.append(
                 self._pool,
-                holder_id=holder_id,
-                actor=actor_record(principal),
-                action=consent_pb.Action.Name(action),  # type: ignore[arg-type]
-                item_id=item_id,
-                reason=decision.reason_code,
-                outcome="denied",
+                NewEntry(
+                    holder_id=holder_id,
+                    actor=actor_record(principal),
+                    action=consent_pb.Action.Name(action),  # type: ignore[arg-type]
+                    operation=operation,
+                    item_kind=consent_pb.ItemKind.Name(facts.kind),  # type: ignore[arg-type]
+                    item_id=item_id,
+                    item_label=item_label,
+                    reason=decision.reason_code,
+                    outcome="denied",
+                ),
             )
             raise PermissionDenied(
                 f"consent refused this access ({decision.reason_code})", reason=decision.reason_code or "ACCESS_DENIED"
@@ -164,7 +192,15 @@ class DocumentService:
             invisible_to_holder=new.invisible_to_holder,
             invisible_to_representatives=new.invisible_to_representatives,
         )
-        await self._decide(principal, holder_id, consent_pb.ACTION_CREATE, facts, new.unique_id)
+        await self._decide(
+            principal,
+            holder_id,
+            consent_pb.ACTION_CREATE,
+            facts,
+            new.unique_id,
+            operation="DepositDocument",
+            item_label=new.title,
+        )
         content = await self._read_content(chunks)
         check_content(content, new.format)
         sha256 = hashlib.sha256(content).hexdigest()
@@ -190,14 +226,18 @@ class DocumentService:
                     sealed=True,
                     deposited_by=actor_record(principal),
                 )
-                await store.add_access_log(
+                await access_log.append(
                     conn,
-                    holder_id=holder_id,
-                    actor=actor_record(principal),
-                    action="ACTION_CREATE",
-                    item_id=str(document_id),
-                    reason="",
-                    outcome="allowed",
+                    NewEntry(
+                        holder_id=holder_id,
+                        actor=actor_record(principal),
+                        action="ACTION_CREATE",
+                        operation="DepositDocument",
+                        item_kind="ITEM_KIND_DOCUMENT",
+                        item_id=str(document_id),
+                        item_label=record.title,
+                        outcome="allowed",
+                    ),
                 )
                 occur = timestamp_pb2.Timestamp()
                 occur.FromDatetime(record.created_at)
@@ -237,34 +277,30 @@ class DocumentService:
             raise NotFound("no such document", reason="DOCUMENT_NOT_FOUND", metadata={"document_id": str(document_id)})
         return record
 
-    async def get(self, principal: Principal, document_id: uuid.UUID) -> DocumentRecord:
-        """A document's metadata, if consent allows reading it."""
+    async def _read(self, principal: Principal, document_id: uuid.UUID, operation: str) -> DocumentRecord:
+        """Load a document, ask consent to read it, log the read."""
         record = await self._load(document_id)
-        await self._decide(principal, record.holder_id, consent_pb.ACTION_READ, _item_facts(record), str(document_id))
-        await store.add_access_log(
-            self._pool,
-            holder_id=record.holder_id,
-            actor=actor_record(principal),
-            action="ACTION_READ",
-            item_id=str(document_id),
-            reason="metadata",
-            outcome="allowed",
+        await self._decide(
+            principal,
+            record.holder_id,
+            consent_pb.ACTION_READ,
+            _item_facts(record),
+            str(document_id),
+            operation=operation,
+            item_label=record.title,
         )
+        await access_log.append(self._pool, _read_entry(principal, record, operation))
         return record
 
-    async def download(self, principal: Principal, document_id: uuid.UUID) -> tuple[DocumentRecord, AsyncIterator[bytes]]:
+    async def get(self, principal: Principal, document_id: uuid.UUID) -> DocumentRecord:
+        """A document's metadata, if consent allows reading it."""
+        return await self._read(principal, document_id, "GetDocument")
+
+    async def download(
+        self, principal: Principal, document_id: uuid.UUID
+    ) -> tuple[DocumentRecord, AsyncIterator[bytes]]:
         """The metadata and the content stream; the stream fails with DATA_LOSS if the bytes changed."""
-        record = await self._load(document_id)
-        await self._decide(principal, record.holder_id, consent_pb.ACTION_READ, _item_facts(record), str(document_id))
-        await store.add_access_log(
-            self._pool,
-            holder_id=record.holder_id,
-            actor=actor_record(principal),
-            action="ACTION_READ",
-            item_id=str(document_id),
-            reason="",
-            outcome="allowed",
-        )
+        record = await self._read(principal, document_id, "DownloadDocument")
 
         data_key = await self._keys.data_key(record.holder_id) if record.sealed else b""
 
@@ -301,7 +337,12 @@ class DocumentService:
         (PRODUCT.md: "a professional's first automatic search").
         """
         await self._decide(
-            principal, holder_id, consent_pb.ACTION_LIST, ItemFacts(kind=consent_pb.ITEM_KIND_SPACE), str(holder_id)
+            principal,
+            holder_id,
+            consent_pb.ACTION_LIST,
+            ItemFacts(kind=consent_pb.ITEM_KIND_SPACE),
+            str(holder_id),
+            operation="ListDocuments",
         )
         if principal.role == "professional" and filters.since is None:
             since = dt.datetime.now(dt.UTC) - dt.timedelta(days=365 * self._professional_years)
@@ -312,14 +353,17 @@ class DocumentService:
             principal, str(holder_id), consent_pb.ACTION_READ, [_item_facts(record) for record in page]
         )
         visible = [record for record, decision in zip(page, decisions, strict=True) if decision.allowed]
-        await store.add_access_log(
+        await access_log.append(
             self._pool,
-            holder_id=holder_id,
-            actor=actor_record(principal),
-            action="ACTION_LIST",
-            item_id=str(holder_id),
-            reason="",
-            outcome="allowed",
+            NewEntry(
+                holder_id=holder_id,
+                actor=actor_record(principal),
+                action="ACTION_LIST",
+                operation="ListDocuments",
+                item_kind="ITEM_KIND_SPACE",
+                item_id=str(holder_id),
+                outcome="allowed",
+            ),
         )
         next_token = encode_page_token(PageCursor(page[-1].created_at, page[-1].document_id)) if more else ""
         return DocumentPage(visible, next_token)

@@ -10,9 +10,12 @@ import grpc
 from google.protobuf import json_format, timestamp_pb2
 
 from carnet.common.v1 import common_pb2
+from carnet.consent.v1 import resources_pb2 as consent_res
 from carnet.dossier.v1 import dossier_service_pb2 as pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet.dossier.v1 import resources_pb2 as res
+from carnet_dossier.access_log import Entry, EntryFilter, NewEntry
+from carnet_dossier.access_log_service import AccessLogService
 from carnet_dossier.documents import DocumentService, HolderRef
 from carnet_dossier.domain import (
     Author,
@@ -101,8 +104,9 @@ def document_to_proto(record: DocumentRecord) -> res.Document:
 class DossierServicer(pb_grpc.DossierServiceServicer):
     """gRPC face of the dossier's document use cases."""
 
-    def __init__(self, documents: DocumentService) -> None:
+    def __init__(self, documents: DocumentService, access_logs: AccessLogService) -> None:
         self._documents = documents
+        self._access_logs = access_logs
 
     async def DepositDocument(
         self, request_iterator: AsyncIterator[pb.DepositDocumentRequest], context: grpc.aio.ServicerContext[Any, Any]
@@ -198,3 +202,112 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
                 buffer = buffer[CHUNK_SIZE:]
         if buffer:
             yield pb.DownloadDocumentResponse(chunk=buffer)
+
+    # ---- access log
+
+    def _holder_of(self, requested: str) -> Any:
+        principal = current_principal()
+        holder = requested or (principal.subject if principal.role == "holder" else principal.acting_for)
+        return principal, parse_uuid(holder, "holder_id")
+
+    async def ListAccessLogEntries(
+        self, request: pb.ListAccessLogEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAccessLogEntriesResponse:
+        principal, holder_id = self._holder_of(request.holder_id)
+        filters = EntryFilter(
+            start_time=_datetime(request, "start_time"),
+            end_time=_datetime(request, "end_time"),
+            actor_subject=request.actor_subject,
+            role=common_pb2.Role.Name(request.role) if request.role else "",
+            organisation_id=request.organisation_id,
+            action=consent_res.Action.Name(request.action) if request.action else "",
+            outcome=_OUTCOME_NAMES.get(request.outcome, ""),
+            item_id=request.item_id,
+        )
+        entries, next_token, total = await self._access_logs.list(
+            principal, holder_id, filters, request.page_token, clamp_page_size(request.page_size)
+        )
+        return pb.ListAccessLogEntriesResponse(
+            entries=[access_log_entry_to_proto(entry) for entry in entries], next_page_token=next_token, total_size=total
+        )
+
+    async def VerifyAccessLog(
+        self, request: pb.VerifyAccessLogRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.VerifyAccessLogResponse:
+        principal, holder_id = self._holder_of(request.holder_id)
+        result = await self._access_logs.verify(principal, holder_id)
+        return pb.VerifyAccessLogResponse(
+            intact=result.intact,
+            entry_count=result.entry_count,
+            head_hash=result.head_hash,
+            first_broken_sequence=result.first_broken_sequence,
+            failure_reason=result.failure_reason,
+        )
+
+    async def CreateAccessLogEntry(
+        self, request: pb.CreateAccessLogEntryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.AccessLogEntry:
+        entry = request.entry
+        new = NewEntry(
+            holder_id=parse_uuid(entry.holder_id, "entry.holder_id"),
+            actor=json_format.MessageToDict(entry.actor, preserving_proto_field_name=True),
+            action=consent_res.Action.Name(entry.action),
+            outcome=_OUTCOME_NAMES.get(entry.outcome, ""),
+            operation=entry.operation,
+            item_kind=consent_res.ItemKind.Name(entry.item_kind) if entry.item_kind else "",
+            item_id=entry.item_id,
+            item_label=entry.item_label,
+            reason=entry.reason_code,
+            break_glass_reason=entry.break_glass_reason,
+            actor_display_name=entry.actor_display_name,
+            trace_id=entry.trace_id,
+        )
+        obligations = set(request.obligations)
+        recorded = await self._access_logs.create(
+            current_principal(),
+            new,
+            notify_holder=consent_res.OBLIGATION_NOTIFY_HOLDER in obligations,
+            notify_treating_physician=consent_res.OBLIGATION_NOTIFY_TREATING_PHYSICIAN in obligations,
+        )
+        return access_log_entry_to_proto(recorded)
+
+
+_OUTCOME_NAMES = {
+    res.ACCESS_OUTCOME_ALLOWED: "allowed",
+    res.ACCESS_OUTCOME_DENIED: "denied",
+    res.ACCESS_OUTCOME_FAILED: "failed",
+}
+_OUTCOME_TO_PROTO = {name: value for value, name in _OUTCOME_NAMES.items()}
+
+
+def _enum_value(enum: Any, name: str) -> int:
+    try:
+        return int(enum.Value(name)) if name else 0
+    except ValueError:
+        return 0
+
+
+def access_log_entry_to_proto(entry: Entry) -> res.AccessLogEntry:
+    """An access log entry as the API shows it."""
+    actor = common_pb2.Actor()
+    json_format.ParseDict(entry.actor, actor, ignore_unknown_fields=True)
+    return res.AccessLogEntry(
+        entry_id=str(entry.entry_id),
+        holder_id=str(entry.holder_id),
+        sequence=entry.sequence,
+        actor=actor,
+        actor_display_name=entry.actor_display_name,
+        action=_enum_value(consent_res.Action, entry.action),  # type: ignore[arg-type]
+        operation=entry.operation,
+        service=entry.service,
+        item_kind=_enum_value(consent_res.ItemKind, entry.item_kind),  # type: ignore[arg-type]
+        item_id=entry.item_id,
+        item_label=entry.item_label,
+        outcome=_OUTCOME_TO_PROTO.get(entry.outcome, res.ACCESS_OUTCOME_UNSPECIFIED),
+        reason_code=entry.reason,
+        break_glass_reason=entry.break_glass_reason,
+        occur_time=_timestamp(entry.occur_time),
+        trace_id=entry.trace_id,
+        previous_hash=entry.previous_hash,
+        entry_hash=entry.entry_hash,
+    )

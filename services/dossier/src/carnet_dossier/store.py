@@ -196,33 +196,3 @@ async def list_documents(
         *args,
     )
     return [DocumentRecord.from_row(row) for row in rows]
-
-
-async def add_access_log(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    holder_id: uuid.UUID,
-    actor: dict[str, Any],
-    action: str,
-    item_id: str,
-    reason: str,
-    outcome: str,
-) -> None:
-    """Append one entry to a holder's access log."""
-    await conn.execute(
-        "INSERT INTO access_log (holder_id, actor, action, item_id, reason, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
-        holder_id,
-        actor,
-        action,
-        item_id,
-        reason,
-        outcome,
-    )
-
-
-async def list_access_log(conn: asyncpg.Connection | asyncpg.Pool, holder_id: uuid.UUID, limit: int = 100) -> list[dict[str, Any]]:
-    """The newest access-log entries of a holder."""
-    rows = await conn.fetch(
-        "SELECT * FROM access_log WHERE holder_id = $1 ORDER BY entry_id DESC LIMIT $2", holder_id, limit
-    )
-    return [dict(row.items()) for row in rows]
