@@ -112,6 +112,7 @@ def launched_platform(
         if "CARNET_REDIS_URL" not in service_env:
             service_env["CARNET_REDIS_URL"] = f"redis://127.0.0.1:{ports['redis']}/0"
         service_env["CARNET_SECRETS_DIR"] = str(state / "secrets")
+        service_env["CARNET_MASTER_KEY_FILE"] = str(state / "secrets" / "master-keys")
         yield LaunchedPlatform(
             base_url=f"http://127.0.0.1:{http_port}",
             grpc=grpc_addresses,
