@@ -782,12 +782,6 @@ async def test_outbox_relay_publishes_the_deposit_to_the_dossier_stream(
 @pytest.mark.parametrize(
     ("method", "request_message", "streaming"),
     [
-        pytest.param(
-            "ArchiveDocument", pb.ArchiveDocumentRequest(document_id=str(uuid.uuid4())), False, id="ArchiveDocument"
-        ),
-        pytest.param(
-            "DeleteDocument", pb.DeleteDocumentRequest(document_id=str(uuid.uuid4())), False, id="DeleteDocument"
-        ),
         pytest.param("GetSpace", pb.GetSpaceRequest(), False, id="GetSpace"),
         pytest.param("ExportSpace", pb.ExportSpaceRequest(), True, id="ExportSpace"),
     ],

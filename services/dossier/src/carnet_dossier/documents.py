@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +24,28 @@ from carnet.consent.v1 import resources_pb2 as consent_pb
 from carnet.dossier.v1 import events_pb2
 from carnet_dossier import access_log, store
 from carnet_dossier.access_log import NewEntry
+from carnet_dossier.changes import (
+    check_metadata_change,
+    ensure_may_announce,
+    ensure_may_archive_or_delete,
+    ensure_may_replace,
+    is_depositor,
+)
 from carnet_dossier.crypto import SealedBlobError, open_stream, seal
 from carnet_dossier.domain import NewDocument, PageCursor, check_content, encode_page_token
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
 from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_kit.auth import Principal
-from carnet_kit.errors import Conflict, DataLoss, InvalidArgument, NotFound, PermissionDenied, ResourceExhausted
+from carnet_kit.errors import (
+    Conflict,
+    DataLoss,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
 from carnet_kit.objectstore import ObjectStore
 from carnet_kit.outbox import enqueue, stream_name
 from carnet_kit.telemetry import ATTR_DOCUMENT_ID, ATTR_HOLDER_ID
@@ -38,6 +54,8 @@ tracer = trace.get_tracer("carnet_dossier")
 
 EVENT_STREAM = stream_name("dossier")
 DOCUMENT_DEPOSITED = "carnet.dossier.v1.DocumentDepositedEvent"
+DOCUMENT_CHANGED = "carnet.dossier.v1.DocumentChangedEvent"
+log = logging.getLogger(__name__)
 
 
 def actor_record(principal: Principal) -> dict[str, Any]:
@@ -178,10 +196,21 @@ class DocumentService:
         )
 
     async def deposit(
-        self, principal: Principal, holder: HolderRef, new: NewDocument, chunks: AsyncIterator[bytes]
+        self,
+        principal: Principal,
+        holder: HolderRef,
+        new: NewDocument,
+        chunks: AsyncIterator[bytes],
+        *,
+        replaces_document_id: uuid.UUID | None = None,
     ) -> tuple[DocumentRecord, bool]:
-        """Store a document; the same unique_id and bytes returns the existing one (created=False)."""
+        """Store a document (or the next version of ``replaces_document_id``, which becomes deprecated);
+        the same unique_id and bytes returns the existing one (created=False)."""
         holder_id = await self._resolve_holder(holder)
+        replaces: DocumentRecord | None = None
+        if replaces_document_id is not None:
+            replaces = await self._load(replaces_document_id)
+            ensure_may_replace(principal, replaces, str(holder_id))
         facts = ItemFacts(
             kind=consent_pb.ITEM_KIND_DOCUMENT,
             document_class=new.class_code,
@@ -214,6 +243,18 @@ class DocumentService:
             await self._blobs.put(blob_key, seal(data_key, blob_key, content))
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                if replaces is not None:
+                    # The previous version stops being current first (one current version per logical id).
+                    current = await store.get_document_for_update(conn, replaces.document_id)
+                    if current is None or current.status != "approved":
+                        raise FailedPrecondition(
+                            "the replaced document is no longer the current version",
+                            reason="DOCUMENT_NOT_CURRENT",
+                            metadata={"status": current.status if current else "deleted"},
+                        )
+                    await store.update_document(
+                        conn, replaces.document_id, {"status": "deprecated"}, dt.datetime.now(dt.UTC)
+                    )
                 record = await store.insert_document(
                     conn,
                     document_id=document_id,
@@ -225,6 +266,7 @@ class DocumentService:
                     blob_key=blob_key,
                     sealed=True,
                     deposited_by=actor_record(principal),
+                    replaces=replaces,
                 )
                 await access_log.append(
                     conn,
@@ -254,10 +296,19 @@ class DocumentService:
                         holder_id=str(holder_id),
                         title=record.title,
                         type_code=record.type_code,
+                        class_code=record.class_code,
                         deposited_by=principal.to_actor(),
                         occur_time=occur,
+                        invisible_to_holder=record.invisible_to_holder,
+                        invisible_to_representatives=record.invisible_to_representatives,
+                        holder_own=record.holder_own,
                     ),
                 )
+                if replaces is not None:
+                    deprecated = await store.update_document(
+                        conn, replaces.document_id, {"replaced_by_document_id": document_id}, record.created_at
+                    )
+                    await self._changed(conn, principal, deprecated, events_pb2.DOCUMENT_CHANGE_REPLACED, document_id)
         except asyncpg.UniqueViolationError:
             # A concurrent deposit of the same unique_id won the race.
             await self._blobs.delete(blob_key)
@@ -367,3 +418,157 @@ class DocumentService:
         )
         next_token = encode_page_token(PageCursor(page[-1].created_at, page[-1].document_id)) if more else ""
         return DocumentPage(visible, next_token)
+
+    # ---- changes after the deposit
+
+    async def _changed(
+        self,
+        conn: asyncpg.Connection,
+        principal: Principal,
+        record: DocumentRecord,
+        change: int,
+        replaced_by: uuid.UUID | None = None,
+    ) -> None:
+        """Publish a DocumentChangedEvent in the caller's transaction."""
+        occur = timestamp_pb2.Timestamp()
+        occur.FromDatetime(record.updated_at or dt.datetime.now(dt.UTC))
+        event_id = str(uuid.uuid4())
+        await enqueue(
+            conn,
+            schema=store.SCHEMA,
+            stream=EVENT_STREAM,
+            event_type=DOCUMENT_CHANGED,
+            event_id=event_id,
+            payload=events_pb2.DocumentChangedEvent(
+                event_id=event_id,
+                document_id=str(record.document_id),
+                holder_id=str(record.holder_id),
+                change=change,  # type: ignore[arg-type]
+                actor=principal.to_actor(),
+                replaced_by_document_id=str(replaced_by) if replaced_by else "",
+                occur_time=occur,
+            ),
+        )
+
+    async def _change(
+        self,
+        principal: Principal,
+        document_id: uuid.UUID,
+        *,
+        operation: str,
+        holder_side_action: int,
+        check: Callable[[DocumentRecord], dict[str, Any]],
+        change: int,
+        reason: str = "",
+    ) -> DocumentRecord:
+        """Load, check (rules, then consent), then apply ``check``'s values with their log entry and event.
+
+        The author changes their document under their right to write to the space (consent's
+        CREATE); the holder's side under UPDATE or DELETE.
+        """
+        record = await self._load(document_id)
+        values = check(record)
+        action = consent_pb.ACTION_CREATE if is_depositor(principal, record) else holder_side_action
+        await self._decide(
+            principal,
+            record.holder_id,
+            action,
+            _item_facts(record),
+            str(document_id),
+            operation=operation,
+            item_label=record.title,
+        )
+        now = dt.datetime.now(dt.UTC)
+        async with self._pool.acquire() as conn, conn.transaction():
+            locked = await store.get_document_for_update(conn, document_id)
+            if locked is None or locked != record:
+                raise Conflict(
+                    "the document changed meanwhile; read it again",
+                    reason="CONCURRENT_CHANGE",
+                    metadata={"document_id": str(document_id)},
+                )
+            updated = await store.update_document(conn, document_id, values, now)
+            await access_log.append(
+                conn,
+                NewEntry(
+                    holder_id=record.holder_id,
+                    actor=actor_record(principal),
+                    action=consent_pb.Action.Name(action),  # type: ignore[arg-type]
+                    operation=operation,
+                    item_kind="ITEM_KIND_DOCUMENT",
+                    item_id=str(document_id),
+                    item_label=updated.title,
+                    reason=reason,
+                    outcome="allowed",
+                ),
+                now=now,
+            )
+            await self._changed(conn, principal, updated, change)
+        return updated
+
+    async def update_metadata(
+        self, principal: Principal, document_id: uuid.UUID, paths: Sequence[str], proposed: dict[str, Any]
+    ) -> DocumentRecord:
+        """Change the fields the mask names, as far as the caller may (see :mod:`carnet_dossier.changes`)."""
+        return await self._change(
+            principal,
+            document_id,
+            operation="UpdateDocumentMetadata",
+            holder_side_action=consent_pb.ACTION_UPDATE,
+            check=lambda record: check_metadata_change(principal, record, paths, proposed).values,
+            change=events_pb2.DOCUMENT_CHANGE_METADATA_UPDATED,
+        )
+
+    async def announce(self, principal: Principal, document_id: uuid.UUID) -> DocumentRecord:
+        """After the announcement consultation, the author makes the document visible to its holder."""
+
+        def check(record: DocumentRecord) -> dict[str, Any]:
+            ensure_may_announce(principal, record)
+            return {"invisible_to_holder": False, "announced_at": dt.datetime.now(dt.UTC)}
+
+        return await self._change(
+            principal,
+            document_id,
+            operation="AnnounceDocument",
+            holder_side_action=consent_pb.ACTION_UPDATE,
+            check=check,
+            change=events_pb2.DOCUMENT_CHANGE_ANNOUNCED,
+        )
+
+    async def archive(self, principal: Principal, document_id: uuid.UUID) -> DocumentRecord:
+        """Take a document out of the current record (still readable, listed with status archived)."""
+
+        def check(record: DocumentRecord) -> dict[str, Any]:
+            ensure_may_archive_or_delete(principal, record, "archived")
+            return {"status": "archived"}
+
+        return await self._change(
+            principal,
+            document_id,
+            operation="ArchiveDocument",
+            holder_side_action=consent_pb.ACTION_UPDATE,
+            check=check,
+            change=events_pb2.DOCUMENT_CHANGE_ARCHIVED,
+        )
+
+    async def delete(self, principal: Principal, document_id: uuid.UUID, reason: str) -> None:
+        """Delete a document: its content is removed from the object store, a tombstone stays."""
+        reason = reason.strip()[:500]
+
+        def check(record: DocumentRecord) -> dict[str, Any]:
+            ensure_may_archive_or_delete(principal, record, "deleted")
+            return {"status": "deleted", "deleted_at": dt.datetime.now(dt.UTC), "delete_reason": reason}
+
+        deleted = await self._change(
+            principal,
+            document_id,
+            operation="DeleteDocument",
+            holder_side_action=consent_pb.ACTION_DELETE,
+            check=check,
+            change=events_pb2.DOCUMENT_CHANGE_DELETED,
+            reason=reason,
+        )
+        try:
+            await self._blobs.delete(deleted.blob_key)
+        except Exception:  # the tombstone is committed; the sweep of orphan blobs takes it later
+            log.exception("could not remove the content of deleted document %s", document_id)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import empty_pb2, json_format, timestamp_pb2
 
 from carnet.common.v1 import common_pb2
 from carnet.consent.v1 import resources_pb2 as consent_res
@@ -98,6 +98,8 @@ def document_to_proto(record: DocumentRecord) -> res.Document:
         deposited_by=json_format.ParseDict(record.deposited_by, common_pb2.Actor(), ignore_unknown_fields=True),
         holder_own=record.holder_own,
         mime_type=record.mime_type,
+        replaced_by_document_id=str(record.replaced_by_document_id or ""),
+        update_time=_timestamp(record.updated_at),
     )
 
 
@@ -120,8 +122,9 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
         if first.WhichOneof("payload") != "metadata":
             raise InvalidArgument("the first message must carry the metadata", field="metadata")
         meta = first.metadata
-        if meta.replaces_document_id:
-            raise InvalidArgument("replacing a document is not available yet", field="metadata.replaces_document_id")
+        replaces = (
+            parse_uuid(meta.replaces_document_id, "metadata.replaces_document_id") if meta.replaces_document_id else None
+        )
         new = validate_new_document(
             unique_id=meta.unique_id,
             type_code=meta.type_code,
@@ -145,7 +148,7 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
                 yield message.chunk
 
         record, _created = await self._documents.deposit(
-            principal, HolderRef(meta.holder_id, meta.holder_ins), new, chunks()
+            principal, HolderRef(meta.holder_id, meta.holder_ins), new, chunks(), replaces_document_id=replaces
         )
         return document_to_proto(record)
 
@@ -202,6 +205,48 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
                 buffer = buffer[CHUNK_SIZE:]
         if buffer:
             yield pb.DownloadDocumentResponse(chunk=buffer)
+
+    # ---- changes after the deposit
+
+    async def UpdateDocumentMetadata(
+        self, request: pb.UpdateDocumentMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.Document:
+        meta = request.metadata
+        proposed: dict[str, Any] = {
+            "title": meta.title,
+            "type_code": meta.type_code,
+            "class_code": meta.class_code,
+            "service_time": _datetime(meta, "service_time"),
+            "hidden_from_professionals": meta.hidden_from_professionals,
+            "invisible_to_representatives": meta.invisible_to_representatives,
+        }
+        record = await self._documents.update_metadata(
+            current_principal(),
+            parse_uuid(request.document_id, "document_id"),
+            list(request.update_mask.paths),
+            proposed,
+        )
+        return document_to_proto(record)
+
+    async def AnnounceDocument(
+        self, request: pb.AnnounceDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.Document:
+        record = await self._documents.announce(current_principal(), parse_uuid(request.document_id, "document_id"))
+        return document_to_proto(record)
+
+    async def ArchiveDocument(
+        self, request: pb.ArchiveDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.Document:
+        record = await self._documents.archive(current_principal(), parse_uuid(request.document_id, "document_id"))
+        return document_to_proto(record)
+
+    async def DeleteDocument(
+        self, request: pb.DeleteDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> empty_pb2.Empty:
+        await self._documents.delete(
+            current_principal(), parse_uuid(request.document_id, "document_id"), request.reason
+        )
+        return empty_pb2.Empty()
 
     # ---- access log
 

@@ -43,6 +43,8 @@ class DocumentRecord:
     deposited_by: dict[str, Any]
     created_at: dt.datetime
     sealed: bool = False
+    replaced_by_document_id: uuid.UUID | None = None
+    updated_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> DocumentRecord:
@@ -73,6 +75,8 @@ class DocumentRecord:
             deposited_by=row["deposited_by"],
             created_at=row["created_at"],
             sealed=row["sealed"],
+            replaced_by_document_id=row["replaced_by_document_id"],
+            updated_at=row["updated_at"],
         )
 
 
@@ -88,17 +92,19 @@ async def insert_document(
     blob_key: str,
     sealed: bool,
     deposited_by: dict[str, Any],
+    replaces: DocumentRecord | None = None,
 ) -> DocumentRecord:
-    """Insert a first version; UniqueViolationError if the unique_id is taken."""
+    """Insert a first version, or the next version of ``replaces``; UniqueViolationError if the
+    unique_id is taken (or, for a new version, if the replaced one is no longer current)."""
     row = await conn.fetchrow(
         """
         INSERT INTO documents (
             document_id, logical_id, version, holder_id, unique_id, type_code, class_code, format, mime_type,
             title, service_time, author_rpps, author_profession, author_organisation, author_name,
             hidden_from_professionals, invisible_to_holder, invisible_to_representatives, holder_own,
-            size_bytes, sha256, blob_key, accession_number, deposited_by, sealed)
-        VALUES ($1, $1, 1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
-                $22, $23)
+            size_bytes, sha256, blob_key, accession_number, deposited_by, sealed, replaces_document_id)
+        VALUES ($1, $24, $25, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
+                $21, $22, $23, $26)
         RETURNING *
         """,
         document_id,
@@ -124,6 +130,51 @@ async def insert_document(
         new.accession_number,
         deposited_by,
         sealed,
+        replaces.logical_id if replaces else document_id,
+        replaces.version + 1 if replaces else 1,
+        replaces.document_id if replaces else None,
+    )
+    return DocumentRecord.from_row(row)
+
+
+async def get_document_for_update(conn: asyncpg.Connection, document_id: uuid.UUID) -> DocumentRecord | None:
+    """A document, locked until the end of the transaction."""
+    row = await conn.fetchrow("SELECT * FROM documents WHERE document_id = $1 FOR UPDATE", document_id)
+    return DocumentRecord.from_row(row) if row else None
+
+
+_CHANGEABLE_COLUMNS = frozenset(
+    {
+        "title",
+        "type_code",
+        "class_code",
+        "service_time",
+        "hidden_from_professionals",
+        "invisible_to_holder",
+        "invisible_to_representatives",
+        "status",
+        "replaced_by_document_id",
+        "announced_at",
+        "deleted_at",
+        "delete_reason",
+    }
+)
+
+
+async def update_document(
+    conn: asyncpg.Connection, document_id: uuid.UUID, values: dict[str, Any], now: dt.datetime
+) -> DocumentRecord:
+    """Set some columns (named by the caller's checked change) and ``updated_at``."""
+    unknown = set(values) - _CHANGEABLE_COLUMNS
+    if unknown:
+        raise ValueError(f"not changeable: {sorted(unknown)}")
+    names = list(values)
+    assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(names, start=3))
+    row = await conn.fetchrow(
+        f"UPDATE documents SET updated_at = $2, {assignments} WHERE document_id = $1 RETURNING *",
+        document_id,
+        now,
+        *(values[name] for name in names),
     )
     return DocumentRecord.from_row(row)
 
