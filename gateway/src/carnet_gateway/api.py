@@ -19,6 +19,7 @@ from carnet.dossier.v1 import resources_pb2 as dossier_res
 from carnet.identity.v1 import identity_service_pb2 as identity_pb
 from carnet.notify.v1 import notify_service_pb2 as notify_pb
 from carnet_gateway.backends import Backends
+from carnet_gateway.rpc_routes import parse_timestamp
 from carnet_gateway.security import Caller, authenticate, bearer_scheme
 from carnet_kit.errors import InvalidArgument
 
@@ -103,6 +104,12 @@ async def create_token(
     client_secret: Annotated[str | None, Form()] = None,
     scope: Annotated[str | None, Form()] = None,
     refresh_token: Annotated[str | None, Form()] = None,
+    acting_for: Annotated[
+        str | None, Form(description="refresh_token grant: the holder (person id) to act for, as representative or helper")
+    ] = None,
+    organisation_id: Annotated[
+        str | None, Form(description="refresh_token grant: the organisation a professional acts for")
+    ] = None,
 ) -> Response:
     backends = _backends(request)
     try:
@@ -119,7 +126,11 @@ async def create_token(
         elif grant_type == "refresh_token":
             if not refresh_token:
                 return _oauth_error(400, "invalid_request", "refresh_token is required")
-            tokens = await backends.identity.RefreshTokens(identity_pb.RefreshTokensRequest(refresh_token=refresh_token))
+            tokens = await backends.identity.RefreshTokens(
+                identity_pb.RefreshTokensRequest(
+                    refresh_token=refresh_token, acting_for=acting_for or "", organisation_id=organisation_id or ""
+                )
+            )
         else:
             return _oauth_error(400, "unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
     except grpc.aio.AioRpcError as error:
@@ -238,11 +249,37 @@ async def list_documents(
     page_size: Annotated[int, Query(ge=0, le=100)] = 0,
     page_token: str = "",
     type_code: str = "",
+    class_code: str = "",
+    author_rpps: str = "",
+    author_organisation_id: str = "",
+    service_start_time: Annotated[str, Query(description="ISO 8601 date or date-time")] = "",
+    service_end_time: Annotated[str, Query(description="ISO 8601 date or date-time")] = "",
+    status: Annotated[str, Query(description="approved (default), deprecated, archived")] = "",
+    title_query: Annotated[str, Query(description="Words of the title (accent- and case-insensitive)")] = "",
+    accession_number: str = "",
 ) -> JSONResponse:
-    response = await _backends(request).dossier.ListDocuments(
-        dossier_pb.ListDocumentsRequest(holder_id=holder_id, page_size=page_size, page_token=page_token, type_code=type_code),
-        metadata=caller.metadata,
+    query = dossier_pb.ListDocumentsRequest(
+        holder_id=holder_id,
+        page_size=page_size,
+        page_token=page_token,
+        type_code=type_code,
+        class_code=class_code,
+        author_rpps=author_rpps,
+        author_organisation_id=author_organisation_id,
+        title_query=title_query,
+        accession_number=accession_number,
     )
+    if service_start_time:
+        query.service_start_time.CopyFrom(parse_timestamp(service_start_time, "service_start_time"))
+    if service_end_time:
+        query.service_end_time.CopyFrom(parse_timestamp(service_end_time, "service_end_time"))
+    if status:
+        statuses = {"approved": dossier_res.DOCUMENT_STATUS_APPROVED, "deprecated": dossier_res.DOCUMENT_STATUS_DEPRECATED,
+                    "archived": dossier_res.DOCUMENT_STATUS_ARCHIVED}
+        if status.lower() not in statuses:
+            raise InvalidArgument(f"status must be one of {sorted(statuses)}", field="status")
+        query.status = statuses[status.lower()]
+    response = await _backends(request).dossier.ListDocuments(query, metadata=caller.metadata)
     body = to_json(response)
     body.setdefault("documents", [])
     return JSONResponse(body)

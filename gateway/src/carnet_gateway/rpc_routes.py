@@ -8,6 +8,7 @@ services decide who may do what.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from carnet_gateway.protojson import from_json, json_schema, to_json
@@ -53,6 +55,10 @@ def _set(message: Message, dotted: str, value: Any) -> None:
     for name in parents:
         target = getattr(target, name)
     field_descriptor = target.DESCRIPTOR.fields_by_name[leaf]
+    message_type = field_descriptor.message_type
+    if message_type is not None and message_type.full_name == "google.protobuf.Timestamp" and isinstance(value, str):
+        getattr(target, leaf).CopyFrom(parse_timestamp(value, leaf))
+        return
     if field_descriptor.enum_type is not None and isinstance(value, str):
         enum_value = field_descriptor.enum_type.values_by_name.get(value)
         if enum_value is None:
@@ -66,6 +72,21 @@ def _set(message: Message, dotted: str, value: Any) -> None:
     elif field_descriptor.type == field_descriptor.TYPE_BOOL and isinstance(value, str):
         value = value.lower() in ("1", "true", "yes")
     setattr(target, leaf, value)
+
+
+def parse_timestamp(value: str, name: str) -> timestamp_pb2.Timestamp:
+    """An ISO 8601 date or date-time (UTC when no offset is given) as a Timestamp."""
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"{name} must be an ISO 8601 date or date-time, e.g. 2026-01-31T08:00:00Z", field=name
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
 
 
 def _get(message: Message, dotted: str) -> Any:

@@ -439,15 +439,7 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
             raise InvalidArgument(
                 "block.professional_id or block.rpps is required", field="block.professional_id", reason="FIELD_INVALID"
             )
-        professional_id = wanted.professional_id.strip()
-        if not professional_id and self._professional_for_rpps is not None:
-            found = await self._professional_for_rpps(rpps)
-            if found is None:
-                raise NotFound("no professional has this RPPS number", reason="PROFESSIONAL_NOT_FOUND",
-                               metadata={"field": "block.rpps"})
-            professional_id = found
-        # A block known only by RPPS (identity not asked) still needs a key of its own.
-        professional_id = professional_id or f"rpps:{rpps}"
+        professional_id = wanted.professional_id.strip() or await self._professional_id_for_rpps(rpps, "block.rpps")
         facts = await self._facts(holder_id)
         require_manager(caller, holder_id, facts, "block professionals")
         check_blockable(professional_id, facts)
@@ -476,6 +468,20 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
         return empty_pb2.Empty()
 
     # ------------------------------------------------------------ care team
+
+    async def _professional_id_for_rpps(self, rpps: str, field: str) -> str:
+        """The professional an RPPS number names (NOT_FOUND when identity knows none).
+
+        Without a directory to ask (consent alone in tests), the number itself keys the record.
+        """
+        if self._professional_for_rpps is None:
+            return f"rpps:{rpps}"
+        found = await self._professional_for_rpps(rpps)
+        if found is None:
+            raise NotFound(
+                "no professional has this RPPS number", reason="PROFESSIONAL_NOT_FOUND", metadata={"field": field}
+            )
+        return found
 
     async def CreateCareTeamAuthorisation(
         self, request: consent_service_pb2.CreateCareTeamAuthorisationRequest, context: Any
@@ -526,6 +532,9 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
                 )
             if origin == "CONSULTATION_CONSENT" and expire_time is None:
                 expire_time = now + CONSULTATION_CONSENT_LIFETIME
+            if rpps and not professional_id:
+                # An authorisation given by RPPS number names the professional behind it.
+                professional_id = await self._professional_id_for_rpps(rpps, "authorisation.rpps")
         record, _ = await self._store.create_authorisation(
             holder_id,
             professional_id=professional_id,

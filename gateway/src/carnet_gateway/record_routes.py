@@ -1,0 +1,115 @@
+"""The REST face of the record after the deposit (issue 4): changes, the access log, document types."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, Security
+from fastapi.responses import JSONResponse
+from google.protobuf import field_mask_pb2
+
+from carnet.dossier.v1 import dossier_service_pb2 as dossier_pb
+from carnet.dossier.v1 import resources_pb2 as dossier_res
+from carnet_gateway.protojson import from_json, to_json
+from carnet_gateway.rpc_routes import CALLER_HOLDER, RpcRoute, router_for
+from carnet_gateway.security import Caller, authenticate, bearer_scheme
+from carnet_kit.errors import InvalidArgument
+
+DOS = "dossier"
+PAGE = ("page_size", "page_token")
+
+ROUTES: list[RpcRoute] = [
+    RpcRoute("POST", "/api/v1/documents/{document_id}/announce", "announce_document",
+             "Make a document kept from its holder visible (its author, after the announcement consultation)",
+             "documents", DOS, "AnnounceDocument", dossier_pb.AnnounceDocumentRequest,
+             path_fields={"document_id": "document_id"}),
+    RpcRoute("POST", "/api/v1/documents/{document_id}/archive", "archive_document",
+             "Archive a document (author or holder)", "documents", DOS, "ArchiveDocument",
+             dossier_pb.ArchiveDocumentRequest, path_fields={"document_id": "document_id"}),
+    RpcRoute("DELETE", "/api/v1/documents/{document_id}", "delete_document",
+             "Delete a document (author or holder); the reason is kept in the access log", "documents", DOS,
+             "DeleteDocument", dossier_pb.DeleteDocumentRequest, path_fields={"document_id": "document_id"},
+             query_fields=("reason",), status=204),
+    RpcRoute("GET", "/api/v1/document-types", "list_document_types",
+             "The document types (LOINC) with their French labels and classes", "documents", DOS,
+             "ListDocumentTypes", dossier_pb.ListDocumentTypesRequest, query_fields=(*PAGE, "class_code")),
+    RpcRoute("GET", "/api/v1/access-log", "list_access_log_entries",
+             "Who accessed the holder's record: newest first, with filters", "access-log", DOS,
+             "ListAccessLogEntries", dossier_pb.ListAccessLogEntriesRequest,
+             query_fields=(*PAGE, "holder_id", "start_time", "end_time", "actor_subject", "role", "organisation_id",
+                           "action", "outcome", "item_id"),
+             caller_defaults={"holder_id": CALLER_HOLDER}),
+    RpcRoute("GET", "/api/v1/access-log/verification", "verify_access_log",
+             "Check the holder's access log hash chain", "access-log", DOS, "VerifyAccessLog",
+             dossier_pb.VerifyAccessLogRequest, query_fields=("holder_id",),
+             caller_defaults={"holder_id": CALLER_HOLDER}),
+]
+
+rpc_router = router_for(ROUTES)
+router = APIRouter()
+
+_PATCHABLE = {
+    "title": "title",
+    "type_code": "type_code",
+    "class_code": "class_code",
+    "service_time": "service_time",
+    "hidden_from_professionals": "hidden_from_professionals",
+    "invisible_to_representatives": "invisible_to_representatives",
+}
+
+
+@router.patch(
+    "/api/v1/documents/{document_id}",
+    operation_id="update_document_metadata",
+    tags=["documents"],
+    summary="Change a document's metadata: the fields present in the body are the ones changed",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "title": {"type": "string"},
+                            "type_code": {"type": "string"},
+                            "class_code": {"type": "string"},
+                            "service_time": {"type": "string", "format": "date-time"},
+                            "hidden_from_professionals": {"type": "boolean"},
+                            "invisible_to_representatives": {"type": "boolean"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def update_document_metadata(
+    request: Request, document_id: str, credentials: Annotated[Any, Security(bearer_scheme)]
+) -> JSONResponse:
+    caller: Caller = await authenticate(request, credentials)
+    raw = await request.body()
+    try:
+        body = json.loads(raw) if raw else None
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"the body is not JSON: {exc.msg}", field="body") from None
+    if not isinstance(body, dict) or not body:
+        raise InvalidArgument("the body must be a JSON object naming the fields to change", field="body")
+    unknown = sorted(set(body) - set(_PATCHABLE))
+    if unknown:
+        raise InvalidArgument(
+            f"{unknown[0]} cannot be changed after the deposit", field=unknown[0], reason="FIELD_NOT_UPDATABLE"
+        )
+    metadata = dossier_res.DocumentMetadata()
+    from_json(body, metadata)
+    response = await request.app.state.backends.dossier.UpdateDocumentMetadata(
+        dossier_pb.UpdateDocumentMetadataRequest(
+            document_id=document_id,
+            metadata=metadata,
+            update_mask=field_mask_pb2.FieldMask(paths=[_PATCHABLE[name] for name in body]),
+        ),
+        metadata=caller.metadata,
+    )
+    return JSONResponse(to_json(response))
