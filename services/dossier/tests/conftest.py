@@ -9,6 +9,7 @@ pointed at a port nobody serves: tests name holders by ``holder_id``.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -82,6 +83,8 @@ def dossier_environ(
         "CARNET_BLOB_STORE": "fs",
         "CARNET_BLOB_DIR": str(blob_dir),
         "CARNET_MASTER_KEY_FILE": str(master_key_file),
+        # Identity's lifecycle events, on a stream of this test's own.
+        "CARNET_IDENTITY_EVENTS_STREAM": f"carnet:test:{uuid.uuid4().hex[:12]}:events:identity",
         "CARNET_CALL_TIMEOUT_SECONDS": "3",
     }
 

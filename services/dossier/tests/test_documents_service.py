@@ -782,8 +782,7 @@ async def test_outbox_relay_publishes_the_deposit_to_the_dossier_stream(
 @pytest.mark.parametrize(
     ("method", "request_message", "streaming"),
     [
-        pytest.param("GetSpace", pb.GetSpaceRequest(), False, id="GetSpace"),
-        pytest.param("ExportSpace", pb.ExportSpaceRequest(), True, id="ExportSpace"),
+        pytest.param("ListAgendaEvents", pb.ListAgendaEventsRequest(), False, id="ListAgendaEvents"),
     ],
 )
 async def test_methods_of_later_issues_answer_unimplemented(

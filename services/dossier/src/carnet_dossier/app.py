@@ -13,8 +13,9 @@ from carnet_dossier.access_log_service import AccessLogService
 from carnet_dossier.documents import DocumentService
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient
-from carnet_dossier.servicer import SERVICE_NAME, DossierServicer
+from carnet_dossier.servicer import SERVICE_NAME, DossierServicer, document_json
 from carnet_dossier.settings import DossierSettings
+from carnet_dossier.spaces import SpaceEvents, SpacePurger, SpaceService
 from carnet_dossier.store import SCHEMA
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.bootstrap import open_foundations
@@ -58,14 +59,17 @@ async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = N
     if sealed:
         log.info("gave %d access log entries written before the hash chain their place in it", sealed)
     # The methods of later issues are inherited from the generated base (UNIMPLEMENTED).
-    servicer = DossierServicer(documents, AccessLogService(base.pool, consent))  # type: ignore[abstract]
+    spaces = SpaceService(base.pool, blobs, keys, consent, document_json=document_json)
+    servicer = DossierServicer(documents, AccessLogService(base.pool, consent), spaces=spaces)  # type: ignore[abstract]
+    space_events = SpaceEvents(base.pool, keys).consumer(base.redis, stream=settings.identity_events_stream)
+    purger = SpacePurger(base.pool, blobs, interval_seconds=settings.purge_interval_seconds)
     relay = OutboxRelay(base.pool, base.redis, SCHEMA)
     app = ServiceApp(
         name="dossier",
         settings=settings,
         services=[GrpcService(SERVICE_NAME, lambda server: pb_grpc.add_DossierServiceServicer_to_server(servicer, server))],
         verifier=base.verifier,
-        background=[relay.run, _rewrapper(keys)],
+        background=[relay.run, _rewrapper(keys), space_events.run, purger.run],
         resources=base.resources,
     )
     app.resources.push_async_callback(blobs.close)

@@ -63,7 +63,7 @@ def actor_record(principal: Principal) -> dict[str, Any]:
     return json_format.MessageToDict(principal.to_actor(), preserving_proto_field_name=True)
 
 
-def _item_facts(record: DocumentRecord) -> ItemFacts:
+def item_facts(record: DocumentRecord) -> ItemFacts:
     return ItemFacts(
         kind=consent_pb.ITEM_KIND_DOCUMENT,
         document_class=record.class_code,
@@ -335,7 +335,7 @@ class DocumentService:
             principal,
             record.holder_id,
             consent_pb.ACTION_READ,
-            _item_facts(record),
+            item_facts(record),
             str(document_id),
             operation=operation,
             item_label=record.title,
@@ -401,7 +401,7 @@ class DocumentService:
         rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1)
         page, more = rows[:page_size], len(rows) > page_size
         decisions = await self._consent.decide_each(
-            principal, str(holder_id), consent_pb.ACTION_READ, [_item_facts(record) for record in page]
+            principal, str(holder_id), consent_pb.ACTION_READ, [item_facts(record) for record in page]
         )
         visible = [record for record, decision in zip(page, decisions, strict=True) if decision.allowed]
         await access_log.append(
@@ -473,7 +473,7 @@ class DocumentService:
             principal,
             record.holder_id,
             action,
-            _item_facts(record),
+            item_facts(record),
             str(document_id),
             operation=operation,
             item_label=record.title,

@@ -25,6 +25,7 @@ from carnet_dossier.domain import (
     parse_uuid,
     validate_new_document,
 )
+from carnet_dossier.spaces import SpaceService
 from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_kit.auth import current_principal
 from carnet_kit.errors import InvalidArgument
@@ -106,9 +107,12 @@ def document_to_proto(record: DocumentRecord) -> res.Document:
 class DossierServicer(pb_grpc.DossierServiceServicer):
     """gRPC face of the dossier's document use cases."""
 
-    def __init__(self, documents: DocumentService, access_logs: AccessLogService) -> None:
+    def __init__(
+        self, documents: DocumentService, access_logs: AccessLogService, *, spaces: SpaceService
+    ) -> None:
         self._documents = documents
         self._access_logs = access_logs
+        self._spaces = spaces
 
     async def DepositDocument(
         self, request_iterator: AsyncIterator[pb.DepositDocumentRequest], context: grpc.aio.ServicerContext[Any, Any]
@@ -248,6 +252,38 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
         )
         return empty_pb2.Empty()
 
+    # ---- the space as a whole
+
+    async def GetSpace(self, request: pb.GetSpaceRequest, context: grpc.aio.ServicerContext[Any, Any]) -> res.Space:
+        principal, holder_id = self._holder_of(request.holder_id)
+        space = await self._spaces.get(principal, holder_id)
+        return res.Space(
+            holder_id=str(space.holder_id),
+            state=_SPACE_STATES[space.state],
+            document_count=space.document_count,
+            total_size_bytes=space.total_size_bytes,
+            archive_time=_timestamp(space.archived_at),
+            scheduled_delete_time=_timestamp(space.scheduled_delete_at),
+            create_time=_timestamp(space.created_at),
+        )
+
+    async def ExportSpace(
+        self, request: pb.ExportSpaceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.ExportSpaceResponse]:
+        principal, holder_id = self._holder_of(request.holder_id)
+        export = await self._spaces.export(principal, holder_id)
+        yield pb.ExportSpaceResponse(
+            info=pb.SpaceExportInfo(
+                file_name=export.file_name,
+                content_type="application/zip",
+                document_count=export.document_count,
+                create_time=_timestamp(export.created_at),
+            )
+        )
+        async for chunk in export.chunks:
+            for start in range(0, len(chunk), CHUNK_SIZE):
+                yield pb.ExportSpaceResponse(chunk=chunk[start : start + CHUNK_SIZE])
+
     # ---- access log
 
     def _holder_of(self, requested: str) -> Any:
@@ -315,6 +351,14 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
             notify_treating_physician=consent_res.OBLIGATION_NOTIFY_TREATING_PHYSICIAN in obligations,
         )
         return access_log_entry_to_proto(recorded)
+
+
+_SPACE_STATES = {"OPEN": res.SPACE_STATE_OPEN, "ARCHIVED": res.SPACE_STATE_ARCHIVED, "DELETED": res.SPACE_STATE_DELETED}
+
+
+def document_json(record: DocumentRecord) -> dict[str, Any]:
+    """A document's metadata as the export writes it (the API's JSON, with proto field names)."""
+    return json_format.MessageToDict(document_to_proto(record), preserving_proto_field_name=True)
 
 
 _OUTCOME_NAMES = {

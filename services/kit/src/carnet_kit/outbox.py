@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -181,6 +183,12 @@ class Event:
 
 
 Handler = Callable[[Event], Awaitable[None]]
+
+
+def replica_name(prefix: str = "") -> str:
+    """This process's consumer name in consumer groups: host and pid, so replicas never share one."""
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    return f"{prefix}-{name}" if prefix else name
 
 
 async def claim_event(conn: asyncpg.Connection, consumer: str, event_id: str) -> bool:

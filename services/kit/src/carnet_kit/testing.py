@@ -9,6 +9,7 @@ the end.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from google.protobuf import json_format
 from joserfc import jwt
 from joserfc.jwk import OKPKey
 
@@ -134,3 +136,21 @@ async def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.
 async def aiter_list(iterator: AsyncIterator[Any]) -> list[Any]:
     """Collect an async iterator."""
     return [item async for item in iterator]
+
+
+async def publish_event(client: Any, stream: str, message: Any, *, event_id: str | None = None) -> str:
+    """Put an event on a stream exactly as a service's outbox relay does; its event id."""
+    event_id = event_id or str(uuid.uuid4())
+    if "event_id" in message.DESCRIPTOR.fields_by_name:
+        message.event_id = event_id
+    await client.xadd(
+        stream,
+        {
+            "event_id": event_id,
+            "type": message.DESCRIPTOR.full_name,
+            "payload": json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True)),
+            "traceparent": "",
+        },
+    )
+    return event_id
+
