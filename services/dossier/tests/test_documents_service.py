@@ -782,7 +782,9 @@ async def test_outbox_relay_publishes_the_deposit_to_the_dossier_stream(
 @pytest.mark.parametrize(
     ("method", "request_message", "streaming"),
     [
-        pytest.param("ListAgendaEvents", pb.ListAgendaEventsRequest(), False, id="ListAgendaEvents"),
+        pytest.param(
+            "ListProfileEntryRevisions", pb.ListProfileEntryRevisionsRequest(), False, id="ListProfileEntryRevisions"
+        ),
     ],
 )
 async def test_methods_of_later_issues_answer_unimplemented(

@@ -10,6 +10,7 @@ from typing import Any
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet_dossier.access_log import seal_legacy_entries
 from carnet_dossier.access_log_service import AccessLogService
+from carnet_dossier.agenda import AgendaService
 from carnet_dossier.documents import DocumentService
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient
@@ -60,7 +61,10 @@ async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = N
         log.info("gave %d access log entries written before the hash chain their place in it", sealed)
     # The methods of later issues are inherited from the generated base (UNIMPLEMENTED).
     spaces = SpaceService(base.pool, blobs, keys, consent, document_json=document_json)
-    servicer = DossierServicer(documents, AccessLogService(base.pool, consent), spaces=spaces)  # type: ignore[abstract]
+    agenda = AgendaService(base.pool, consent)
+    servicer = DossierServicer(  # type: ignore[abstract]
+        documents, AccessLogService(base.pool, consent), spaces=spaces, agenda=agenda
+    )
     space_events = SpaceEvents(base.pool, keys).consumer(base.redis, stream=settings.identity_events_stream)
     purger = SpacePurger(base.pool, blobs, interval_seconds=settings.purge_interval_seconds)
     relay = OutboxRelay(base.pool, base.redis, SCHEMA)
@@ -69,7 +73,7 @@ async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = N
         settings=settings,
         services=[GrpcService(SERVICE_NAME, lambda server: pb_grpc.add_DossierServiceServicer_to_server(servicer, server))],
         verifier=base.verifier,
-        background=[relay.run, _rewrapper(keys), space_events.run, purger.run],
+        background=[relay.run, _rewrapper(keys), space_events.run, purger.run, agenda.run_reminders],
         resources=base.resources,
     )
     app.resources.push_async_callback(blobs.close)

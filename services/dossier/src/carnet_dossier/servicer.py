@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +18,7 @@ from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet.dossier.v1 import resources_pb2 as res
 from carnet_dossier.access_log import Entry, EntryFilter, NewEntry
 from carnet_dossier.access_log_service import AccessLogService
+from carnet_dossier.agenda import AgendaEvent, AgendaService, Reminder
 from carnet_dossier.documents import DocumentService, HolderRef
 from carnet_dossier.domain import (
     Author,
@@ -108,11 +111,17 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
     """gRPC face of the dossier's document use cases."""
 
     def __init__(
-        self, documents: DocumentService, access_logs: AccessLogService, *, spaces: SpaceService
+        self,
+        documents: DocumentService,
+        access_logs: AccessLogService,
+        *,
+        spaces: SpaceService,
+        agenda: AgendaService,
     ) -> None:
         self._documents = documents
         self._access_logs = access_logs
         self._spaces = spaces
+        self._agenda = agenda
 
     async def DepositDocument(
         self, request_iterator: AsyncIterator[pb.DepositDocumentRequest], context: grpc.aio.ServicerContext[Any, Any]
@@ -252,6 +261,57 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
         )
         return empty_pb2.Empty()
 
+    # ---- agenda
+
+    async def CreateAgendaEvent(
+        self, request: pb.CreateAgendaEventRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.AgendaEvent:
+        proposed = agenda_event_from_proto(request.agenda_event)
+        created = await self._agenda.create(current_principal(), proposed, request.request_id)
+        return agenda_event_to_proto(created)
+
+    async def GetAgendaEvent(
+        self, request: pb.GetAgendaEventRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.AgendaEvent:
+        event = await self._agenda.get(current_principal(), parse_uuid(request.agenda_event_id, "agenda_event_id"))
+        return agenda_event_to_proto(event)
+
+    async def ListAgendaEvents(
+        self, request: pb.ListAgendaEventsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAgendaEventsResponse:
+        principal, holder_id = self._holder_of(request.holder_id)
+        events, token = await self._agenda.list(
+            principal,
+            holder_id,
+            start=_datetime(request, "start_time"),
+            end=_datetime(request, "end_time"),
+            kind=_agenda_kind(request.kind) if request.kind else "",
+            page_token=request.page_token,
+            page_size=clamp_page_size(request.page_size),
+        )
+        return pb.ListAgendaEventsResponse(
+            agenda_events=[agenda_event_to_proto(event) for event in events], next_page_token=token
+        )
+
+    async def UpdateAgendaEvent(
+        self, request: pb.UpdateAgendaEventRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> res.AgendaEvent:
+        wanted = request.agenda_event
+        proposed = agenda_event_from_proto(wanted, partial=True)
+        event = await self._agenda.update(
+            current_principal(),
+            parse_uuid(wanted.agenda_event_id, "agenda_event.agenda_event_id"),
+            list(request.update_mask.paths),
+            dataclasses.asdict(proposed) | {"reminders": proposed.reminders},
+        )
+        return agenda_event_to_proto(event)
+
+    async def DeleteAgendaEvent(
+        self, request: pb.DeleteAgendaEventRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> empty_pb2.Empty:
+        await self._agenda.delete(current_principal(), parse_uuid(request.agenda_event_id, "agenda_event_id"))
+        return empty_pb2.Empty()
+
     # ---- the space as a whole
 
     async def GetSpace(self, request: pb.GetSpaceRequest, context: grpc.aio.ServicerContext[Any, Any]) -> res.Space:
@@ -351,6 +411,72 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
             notify_treating_physician=consent_res.OBLIGATION_NOTIFY_TREATING_PHYSICIAN in obligations,
         )
         return access_log_entry_to_proto(recorded)
+
+
+def _agenda_kind(value: int) -> str:
+    return res.AgendaEventKind.Name(value).removeprefix("AGENDA_EVENT_KIND_")  # type: ignore[arg-type]
+
+
+def agenda_event_from_proto(message: res.AgendaEvent, *, partial: bool = False) -> AgendaEvent:
+    """The domain's event from a request (ids, source and author are the service's to set)."""
+    start = _datetime(message, "start_time")
+    if start is None and not partial:
+        raise InvalidArgument("start_time is required", field="agenda_event.start_time")
+    holder_id = message.holder_id
+    return AgendaEvent(
+        agenda_event_id=uuid.UUID(int=0),
+        holder_id=parse_uuid(holder_id, "agenda_event.holder_id") if holder_id or not partial else uuid.UUID(int=0),
+        kind=_agenda_kind(message.kind) if message.kind else "",
+        title=message.title,
+        description=message.description,
+        start_time=start or dt.datetime.min.replace(tzinfo=dt.UTC),
+        end_time=_datetime(message, "end_time"),
+        all_day=message.all_day,
+        location=message.location,
+        professional_id=message.professional_id,
+        organisation_id=message.organisation_id,
+        source="",
+        created_by={},
+        reminders=tuple(
+            Reminder(
+                offset=reminder.offset.ToTimedelta(),
+                channels=tuple(
+                    common_pb2.DeliveryChannel.Name(channel).removeprefix("DELIVERY_CHANNEL_")
+                    for channel in reminder.channels
+                ),
+            )
+            for reminder in message.reminders
+        ),
+    )
+
+
+def agenda_event_to_proto(event: AgendaEvent) -> res.AgendaEvent:
+    """An agenda event as the API shows it."""
+    message = res.AgendaEvent(
+        agenda_event_id=str(event.agenda_event_id),
+        holder_id=str(event.holder_id),
+        kind=res.AgendaEventKind.Value(f"AGENDA_EVENT_KIND_{event.kind}"),
+        title=event.title,
+        description=event.description,
+        start_time=_timestamp(event.start_time),
+        end_time=_timestamp(event.end_time),
+        all_day=event.all_day,
+        location=event.location,
+        professional_id=event.professional_id,
+        organisation_id=event.organisation_id,
+        source=res.EntrySource.Value(f"ENTRY_SOURCE_{event.source}"),
+        created_by=json_format.ParseDict(event.created_by, common_pb2.Actor(), ignore_unknown_fields=True),
+        create_time=_timestamp(event.created_at),
+        update_time=_timestamp(event.updated_at),
+    )
+    for reminder in event.reminders:
+        added = message.reminders.add(
+            channels=[common_pb2.DeliveryChannel.Value(f"DELIVERY_CHANNEL_{c}") for c in reminder.channels]
+        )
+        added.offset.FromTimedelta(reminder.offset)
+        if reminder.sent_at is not None:
+            added.send_time.FromDatetime(reminder.sent_at)
+    return message
 
 
 _SPACE_STATES = {"OPEN": res.SPACE_STATE_OPEN, "ARCHIVED": res.SPACE_STATE_ARCHIVED, "DELETED": res.SPACE_STATE_DELETED}

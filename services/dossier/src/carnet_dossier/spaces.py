@@ -64,7 +64,7 @@ _OPEN_STATES = frozenset(
     }
 )
 # Rows of a deleted space, removed by the purge (the key's tombstone stays in holder_keys).
-HOLDER_TABLES = ("access_log_organisations", "access_log_heads", "access_log", "documents")
+HOLDER_TABLES = ("access_log_organisations", "access_log_heads", "access_log", "agenda_events", "documents")
 EXPORTERS = frozenset({"holder", "representative", "helper"})
 
 
