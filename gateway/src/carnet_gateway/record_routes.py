@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from google.protobuf import field_mask_pb2
 
 from carnet.dossier.v1 import dossier_service_pb2 as dossier_pb
@@ -34,6 +35,28 @@ ROUTES: list[RpcRoute] = [
     RpcRoute("GET", "/api/v1/document-types", "list_document_types",
              "The document types (LOINC) with their French labels and classes", "documents", DOS,
              "ListDocumentTypes", dossier_pb.ListDocumentTypesRequest, query_fields=(*PAGE, "class_code")),
+    # --- agenda
+    RpcRoute("POST", "/api/v1/agenda", "create_agenda_event", "Add an event to a holder's agenda (with reminders)",
+             "agenda", DOS, "CreateAgendaEvent", dossier_pb.CreateAgendaEventRequest, body_field="",
+             caller_defaults={"agenda_event.holder_id": CALLER_HOLDER}, status=201),
+    RpcRoute("GET", "/api/v1/agenda", "list_agenda_events", "A holder's agenda by start time", "agenda", DOS,
+             "ListAgendaEvents", dossier_pb.ListAgendaEventsRequest,
+             query_fields=(*PAGE, "holder_id", "start_time", "end_time", "kind"),
+             caller_defaults={"holder_id": CALLER_HOLDER}),
+    RpcRoute("GET", "/api/v1/agenda/{agenda_event_id}", "get_agenda_event", "One agenda event", "agenda", DOS,
+             "GetAgendaEvent", dossier_pb.GetAgendaEventRequest, path_fields={"agenda_event_id": "agenda_event_id"}),
+    RpcRoute("PATCH", "/api/v1/agenda/{agenda_event_id}", "update_agenda_event",
+             'Change an agenda event: {"agenda_event": {...}, "update_mask": "title,startTime"}', "agenda", DOS,
+             "UpdateAgendaEvent", dossier_pb.UpdateAgendaEventRequest, body_field="",
+             path_fields={"agenda_event_id": "agenda_event.agenda_event_id"}),
+    RpcRoute("DELETE", "/api/v1/agenda/{agenda_event_id}", "delete_agenda_event", "Remove an agenda event", "agenda",
+             DOS, "DeleteAgendaEvent", dossier_pb.DeleteAgendaEventRequest,
+             path_fields={"agenda_event_id": "agenda_event_id"}, status=204),
+    # --- the space
+    RpcRoute("GET", "/api/v1/space", "get_space", "A space's state, size and retention dates", "space", DOS,
+             "GetSpace", dossier_pb.GetSpaceRequest, query_fields=("holder_id",),
+             caller_defaults={"holder_id": CALLER_HOLDER}),
+    # --- access log
     RpcRoute("GET", "/api/v1/access-log", "list_access_log_entries",
              "Who accessed the holder's record: newest first, with filters", "access-log", DOS,
              "ListAccessLogEntries", dossier_pb.ListAccessLogEntriesRequest,
@@ -113,3 +136,39 @@ async def update_document_metadata(
         metadata=caller.metadata,
     )
     return JSONResponse(to_json(response))
+
+
+@router.get(
+    "/api/v1/space/export",
+    operation_id="export_space",
+    tags=["space"],
+    summary="The whole space as one ZIP: documents as deposited, metadata, access log (streamed)",
+    response_class=StreamingResponse,
+)
+async def export_space(
+    request: Request, credentials: Annotated[Any, Security(bearer_scheme)], holder_id: str = ""
+) -> StreamingResponse:
+    caller: Caller = await authenticate(request, credentials)
+    principal = caller.principal
+    holder = holder_id or (principal.subject if principal.role == "holder" else principal.acting_for)
+    call = request.app.state.backends.dossier.ExportSpace(
+        dossier_pb.ExportSpaceRequest(holder_id=holder),
+        metadata=caller.metadata,
+        timeout=request.app.state.settings.upload_timeout_seconds,
+    )
+    stream: AsyncIterator[dossier_pb.ExportSpaceResponse] = aiter(call)
+    first = await anext(stream)  # errors (refusals) surface here, before any byte is sent
+    info = first.info
+
+    async def body() -> AsyncIterator[bytes]:
+        async for message in stream:
+            yield message.chunk
+
+    return StreamingResponse(
+        body(),
+        media_type=info.content_type or "application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{info.file_name}"',
+            "X-Carnet-Document-Count": str(info.document_count),
+        },
+    )
