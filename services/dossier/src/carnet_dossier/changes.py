@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from carnet_dossier.domain import searchable
 from carnet_dossier.store import DocumentRecord
 from carnet_dossier.valuesets import DOCUMENT_CLASSES, DOCUMENT_TYPES
 from carnet_kit.auth import Principal
@@ -117,6 +118,7 @@ def check_metadata_change(
         if not title or len(title) > 256:
             raise InvalidArgument("title is required, at most 256 characters", field="metadata.title")
         values["title"] = title
+        values["title_search"] = searchable(title)
     if "type_code" in values:
         document_type = DOCUMENT_TYPES.get(values["type_code"])
         if document_type is None:

@@ -8,6 +8,7 @@ after the content is safely in the object store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -32,7 +33,7 @@ from carnet_dossier.changes import (
     is_depositor,
 )
 from carnet_dossier.crypto import SealedBlobError, open_stream, seal
-from carnet_dossier.domain import NewDocument, PageCursor, check_content, encode_page_token
+from carnet_dossier.domain import DocumentOrder, NewDocument, PageCursor, check_content, encode_page_token
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
 from carnet_dossier.store import DocumentFilter, DocumentRecord
@@ -103,6 +104,7 @@ class DocumentPage:
 
     documents: list[DocumentRecord]
     next_page_token: str
+    total_size: int = 0
 
 
 class DocumentService:
@@ -381,8 +383,9 @@ class DocumentService:
         filters: DocumentFilter,
         cursor: PageCursor | None,
         page_size: int,
+        order: DocumentOrder = DocumentOrder.SERVICE_TIME_DESC,
     ) -> DocumentPage:
-        """A page of the documents the caller may see, newest first.
+        """A page of the documents the caller may see, in ``order`` (newest document date first by default).
 
         A professional's search without a start date covers the last two years
         (PRODUCT.md: "a professional's first automatic search").
@@ -397,8 +400,16 @@ class DocumentService:
         )
         if principal.role == "professional" and filters.since is None:
             since = dt.datetime.now(dt.UTC) - dt.timedelta(days=365 * self._professional_years)
-            filters = DocumentFilter(**{**filters.__dict__, "since": since})
-        rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1)
+            filters = dataclasses.replace(filters, since=since)
+        # What the caller's side can never see is left out in SQL (and so out of the count);
+        # consent still decides each listed document.
+        never = {
+            "holder": ("invisible_to_holder",),
+            "representative": ("invisible_to_holder", "invisible_to_representatives"),
+            "helper": ("invisible_to_holder", "invisible_to_representatives"),
+        }.get(principal.role, ())
+        filters = dataclasses.replace(filters, exclude_flags=never)
+        rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1, order)
         page, more = rows[:page_size], len(rows) > page_size
         decisions = await self._consent.decide_each(
             principal, str(holder_id), consent_pb.ACTION_READ, [item_facts(record) for record in page]
@@ -416,8 +427,15 @@ class DocumentService:
                 outcome="allowed",
             ),
         )
-        next_token = encode_page_token(PageCursor(page[-1].created_at, page[-1].document_id)) if more else ""
-        return DocumentPage(visible, next_token)
+        last = page[-1] if page else None
+        next_token = (
+            encode_page_token(PageCursor(order.key(last.service_time, last.created_at), last.document_id, order))
+            if more and last is not None
+            else ""
+        )
+        # The holder's side sees every match but those left out above: the count is exact for them.
+        total = await store.count_documents(self._pool, holder_id, filters) if never else 0
+        return DocumentPage(visible, next_token, total)
 
     # ---- changes after the deposit
 

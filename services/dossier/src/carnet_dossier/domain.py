@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import unicodedata
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -151,30 +152,65 @@ def check_content(content: bytes, format: DocumentFormat) -> None:
             raise InvalidArgument("text content must be UTF-8", field="chunk", reason="CONTENT_FORMAT_MISMATCH") from None
 
 
+class DocumentOrder(Enum):
+    """How a listing is sorted: by the document's date (service time, else deposit time) or by deposit."""
+
+    SERVICE_TIME_DESC = ("coalesce(service_time, created_at)", "DESC")
+    SERVICE_TIME_ASC = ("coalesce(service_time, created_at)", "ASC")
+    CREATE_TIME_DESC = ("created_at", "DESC")
+    CREATE_TIME_ASC = ("created_at", "ASC")
+
+    @property
+    def expression(self) -> str:
+        """The SQL the rows are sorted on."""
+        return self.value[0]
+
+    @property
+    def descending(self) -> bool:
+        """Newest first."""
+        return self.value[1] == "DESC"
+
+    def key(self, service_time: dt.datetime | None, created_at: dt.datetime) -> dt.datetime:
+        """The sort value of a document."""
+        return (service_time or created_at) if self.name.startswith("SERVICE") else created_at
+
+
 @dataclass(frozen=True)
 class PageCursor:
-    """Where the next page of a listing starts (newest first)."""
+    """Where the next page of a listing starts: after this sort value and document, in this order."""
 
-    created_at: dt.datetime
+    value: dt.datetime
     document_id: uuid.UUID
+    order: DocumentOrder = DocumentOrder.SERVICE_TIME_DESC
 
 
 def encode_page_token(cursor: PageCursor) -> str:
     """An opaque page token."""
-    raw = json.dumps({"t": cursor.created_at.isoformat(), "id": str(cursor.document_id)}).encode()
+    raw = json.dumps({"t": cursor.value.isoformat(), "id": str(cursor.document_id), "o": cursor.order.name}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str) -> PageCursor | None:
-    """The cursor of a page token; InvalidArgument if it was not made by us."""
+def decode_page_token(token: str, order: DocumentOrder = DocumentOrder.SERVICE_TIME_DESC) -> PageCursor | None:
+    """The cursor of a page token; InvalidArgument if it was not made by us, or for another order."""
     if not token:
         return None
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-        return PageCursor(dt.datetime.fromisoformat(data["t"]), uuid.UUID(data["id"]))
+        cursor = PageCursor(dt.datetime.fromisoformat(data["t"]), uuid.UUID(data["id"]), DocumentOrder[data["o"]])
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
         raise InvalidArgument("page_token is not valid", field="page_token", reason="PAGE_TOKEN_INVALID") from None
+    if cursor.order is not order:
+        raise InvalidArgument(
+            "page_token was made for another order", field="page_token", reason="PAGE_TOKEN_INVALID"
+        )
+    return cursor
+
+
+def searchable(text: str) -> str:
+    """Text as titles are searched: lower case, without accents or ligatures' marks."""
+    decomposed = unicodedata.normalize("NFKD", text.replace("œ", "oe").replace("æ", "ae").lower())
+    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def clamp_page_size(page_size: int, *, default: int = 50, maximum: int = 500) -> int:

@@ -23,6 +23,7 @@ from carnet_dossier.documents import DocumentService, HolderRef
 from carnet_dossier.domain import (
     Author,
     DocumentFormat,
+    DocumentOrder,
     clamp_page_size,
     decode_page_token,
     parse_uuid,
@@ -176,10 +177,9 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
     ) -> pb.ListDocumentsResponse:
         principal = current_principal()
         holder = request.holder_id or (principal.subject if principal.role == "holder" else principal.acting_for)
-        if request.order not in (pb.DOCUMENT_ORDER_UNSPECIFIED, pb.DOCUMENT_ORDER_CREATE_TIME_DESC):
-            raise InvalidArgument(
-                "only the newest-deposited-first order is available yet", field="order", reason="ORDER_NOT_AVAILABLE"
-            )
+        order = _ORDERS.get(request.order)
+        if order is None:
+            raise InvalidArgument("unknown order", field="order")
         status = _PROTO_TO_STATUS.get(request.status, "approved")
         filters = DocumentFilter(
             type_code=request.type_code,
@@ -196,11 +196,14 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
             principal,
             parse_uuid(holder, "holder_id"),
             filters,
-            decode_page_token(request.page_token),
+            decode_page_token(request.page_token, order),
             clamp_page_size(request.page_size),
+            order,
         )
         return pb.ListDocumentsResponse(
-            documents=[document_to_proto(r) for r in page.documents], next_page_token=page.next_page_token
+            documents=[document_to_proto(r) for r in page.documents],
+            next_page_token=page.next_page_token,
+            total_size=page.total_size,
         )
 
     async def DownloadDocument(
@@ -478,6 +481,14 @@ def agenda_event_to_proto(event: AgendaEvent) -> res.AgendaEvent:
             added.send_time.FromDatetime(reminder.sent_at)
     return message
 
+
+_ORDERS = {
+    pb.DOCUMENT_ORDER_UNSPECIFIED: DocumentOrder.SERVICE_TIME_DESC,
+    pb.DOCUMENT_ORDER_SERVICE_TIME_DESC: DocumentOrder.SERVICE_TIME_DESC,
+    pb.DOCUMENT_ORDER_SERVICE_TIME_ASC: DocumentOrder.SERVICE_TIME_ASC,
+    pb.DOCUMENT_ORDER_CREATE_TIME_DESC: DocumentOrder.CREATE_TIME_DESC,
+    pb.DOCUMENT_ORDER_CREATE_TIME_ASC: DocumentOrder.CREATE_TIME_ASC,
+}
 
 _SPACE_STATES = {"OPEN": res.SPACE_STATE_OPEN, "ARCHIVED": res.SPACE_STATE_ARCHIVED, "DELETED": res.SPACE_STATE_DELETED}
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from carnet_dossier.domain import Author, DocumentFormat, NewDocument, PageCursor
+from carnet_dossier.domain import Author, DocumentFormat, DocumentOrder, NewDocument, PageCursor, searchable
 
 SCHEMA = "dossier"
 
@@ -102,9 +102,9 @@ async def insert_document(
             document_id, logical_id, version, holder_id, unique_id, type_code, class_code, format, mime_type,
             title, service_time, author_rpps, author_profession, author_organisation, author_name,
             hidden_from_professionals, invisible_to_holder, invisible_to_representatives, holder_own,
-            size_bytes, sha256, blob_key, accession_number, deposited_by, sealed, replaces_document_id)
+            size_bytes, sha256, blob_key, accession_number, deposited_by, sealed, replaces_document_id, title_search)
         VALUES ($1, $24, $25, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-                $21, $22, $23, $26)
+                $21, $22, $23, $26, $27)
         RETURNING *
         """,
         document_id,
@@ -133,6 +133,7 @@ async def insert_document(
         replaces.logical_id if replaces else document_id,
         replaces.version + 1 if replaces else 1,
         replaces.document_id if replaces else None,
+        searchable(new.title),
     )
     return DocumentRecord.from_row(row)
 
@@ -157,6 +158,7 @@ _CHANGEABLE_COLUMNS = frozenset(
         "announced_at",
         "deleted_at",
         "delete_reason",
+        "title_search",
     }
 )
 
@@ -204,16 +206,11 @@ class DocumentFilter:
     statuses: tuple[str, ...] = ("approved",)
     title_query: str = ""
     accession_number: str = ""
+    exclude_flags: tuple[str, ...] = ()
+    """Visibility columns whose documents are left out (``invisible_to_holder``…): what the caller may never see."""
 
 
-async def list_documents(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    holder_id: uuid.UUID,
-    filters: DocumentFilter,
-    cursor: PageCursor | None,
-    limit: int,
-) -> list[DocumentRecord]:
-    """A page of a holder's documents, newest first, after ``cursor``."""
+def _document_filters(holder_id: uuid.UUID, filters: DocumentFilter) -> tuple[list[str], list[Any]]:
     clauses = ["holder_id = $1", "status = ANY($2::text[])"]
     args: list[Any] = [holder_id, list(filters.statuses)]
 
@@ -235,15 +232,40 @@ async def list_documents(
         add("coalesce(service_time, created_at) < {}", filters.until)
     if filters.accession_number:
         add("accession_number = {}", filters.accession_number)
-    if filters.title_query:
-        add("title ILIKE {}", "%" + filters.title_query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    for word in searchable(filters.title_query).split():
+        escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        add("title_search LIKE {}", f"%{escaped}%")
+    for flag in filters.exclude_flags:
+        clauses.append(f"NOT {flag}")
+    return clauses, args
+
+
+async def list_documents(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    holder_id: uuid.UUID,
+    filters: DocumentFilter,
+    cursor: PageCursor | None,
+    limit: int,
+    order: DocumentOrder = DocumentOrder.SERVICE_TIME_DESC,
+) -> list[DocumentRecord]:
+    """A page of a holder's documents in ``order``, after ``cursor``."""
+    clauses, args = _document_filters(holder_id, filters)
+    direction = "DESC" if order.descending else "ASC"
     if cursor is not None:
-        args.extend([cursor.created_at, cursor.document_id])
-        clauses.append(f"(created_at, document_id) < (${len(args) - 1}, ${len(args)})")
+        args.extend([cursor.value, cursor.document_id])
+        comparison = "<" if order.descending else ">"
+        clauses.append(f"({order.expression}, document_id) {comparison} (${len(args) - 1}, ${len(args)})")
     args.append(limit)
     rows = await conn.fetch(
         f"SELECT * FROM documents WHERE {' AND '.join(clauses)}"
-        f" ORDER BY created_at DESC, document_id DESC LIMIT ${len(args)}",
+        f" ORDER BY {order.expression} {direction}, document_id {direction} LIMIT ${len(args)}",
         *args,
     )
     return [DocumentRecord.from_row(row) for row in rows]
+
+
+async def count_documents(conn: asyncpg.Connection | asyncpg.Pool, holder_id: uuid.UUID, filters: DocumentFilter) -> int:
+    """How many of a holder's documents match the filters."""
+    clauses, args = _document_filters(holder_id, filters)
+    count: int = await conn.fetchval(f"SELECT count(*) FROM documents WHERE {' AND '.join(clauses)}", *args)
+    return count
