@@ -1,15 +1,17 @@
-"""Fixtures of notify's tests: a real SMTP server (aiosmtpd), the app on a free port, stubs."""
+"""Fixtures of notify's tests: a real SMTP server (aiosmtpd), a real HTTP webhook receiver, the app, stubs."""
 
 from __future__ import annotations
 
 import contextlib
 import email
 import email.policy
+import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -97,6 +99,123 @@ def smtp_sink(start_smtp_sink: Callable[[int], SmtpSink]) -> SmtpSink:
     return start_smtp_sink(free_port())
 
 
+@dataclass(frozen=True)
+class ReceivedPost:
+    """One request as the webhook receiver saw it (header names lower-cased)."""
+
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the receiver answers to one request."""
+
+    status: int = 202
+    body: str = '{"status": "queued"}'
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class _ReceiverHandler(BaseHTTPRequestHandler):
+    server: _ReceiverServer
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        post = ReceivedPost(self.path, {k.lower(): v for k, v in self.headers.items()}, json.loads(raw or b"{}"))
+        answer = self.server.receiver.record(post)
+        payload = answer.body.encode()
+        self.send_response(answer.status)
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ReceiverServer(ThreadingHTTPServer):
+    daemon_threads = True
+    receiver: WebhookReceiver
+
+
+class WebhookReceiver:
+    """An SMS/push provider stand-in: an HTTP server on a loopback port of its own.
+
+    It records every POST and answers from a per-path script (then 202 once the script is used up).
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._posts: list[ReceivedPost] = []
+        self._script: dict[str, list[Answer]] = {}
+        self._lock = threading.Lock()
+        self._server: _ReceiverServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer_next(self, path: str, status: int, body: str = "{}", headers: dict[str, str] | None = None) -> None:
+        """Answer the next request to ``path`` (after those already scripted) with this status, body and headers."""
+        with self._lock:
+            self._script.setdefault(path, []).append(Answer(status, body, headers or {}))
+
+    def record(self, post: ReceivedPost) -> Answer:
+        with self._lock:
+            self._posts.append(post)
+            queued = self._script.get(post.path)
+            if queued:
+                return queued.pop(0)
+        return Answer(body=json.dumps({"id": f"prov-{uuid.uuid4().hex[:8]}", "status": "queued"}))
+
+    def received(self, path: str | None = None, to: str | None = None) -> list[ReceivedPost]:
+        with self._lock:
+            return [p for p in self._posts if (path is None or p.path == path) and (to is None or p.body.get("to") == to)]
+
+    def start(self) -> None:
+        self._server = _ReceiverServer(("127.0.0.1", self.port), _ReceiverHandler)
+        self._server.receiver = self
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+@pytest.fixture
+def start_webhook_receiver() -> Iterator[Callable[[int], WebhookReceiver]]:
+    """Start webhook receivers on chosen ports (e.g. one that was down a moment ago)."""
+    started: list[WebhookReceiver] = []
+
+    def start(port: int) -> WebhookReceiver:
+        receiver = WebhookReceiver(port)
+        receiver.start()
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        receiver.stop()
+
+
+@pytest.fixture
+def webhook_receiver(start_webhook_receiver: Callable[[int], WebhookReceiver]) -> WebhookReceiver:
+    return start_webhook_receiver(free_port())
+
+
+SMS_SECRET = "sms-provider-token"
+
+
 @pytest.fixture
 def base_settings(database_url: str, redis_url: str) -> NotifySettings:
     return NotifySettings(
@@ -158,6 +277,26 @@ async def app(run_app: AppFactory, smtp_sink: SmtpSink) -> AsyncIterator[Service
 @pytest.fixture
 async def stub(app: ServiceApp) -> AsyncIterator[notify_service_pb2_grpc.NotifyServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        yield notify_service_pb2_grpc.NotifyServiceStub(channel)
+
+
+@pytest.fixture
+async def webhook_app(
+    run_app: AppFactory, smtp_sink: SmtpSink, webhook_receiver: WebhookReceiver
+) -> AsyncIterator[ServiceApp]:
+    """The app with SMS (with a bearer secret) and push providers on the test receiver."""
+    async with run_app(
+        smtp_port=smtp_sink.port,
+        sms_webhook_url=webhook_receiver.url("/sms"),
+        sms_webhook_secret=SMS_SECRET,
+        push_webhook_url=webhook_receiver.url("/push"),
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def webhook_stub(webhook_app: ServiceApp) -> AsyncIterator[notify_service_pb2_grpc.NotifyServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{webhook_app.port}") as channel:
         yield notify_service_pb2_grpc.NotifyServiceStub(channel)
 
 

@@ -1,4 +1,4 @@
-"""Wiring of the notify service: pool, migrations, verifier, delivery worker, event intake, gRPC."""
+"""Wiring of the notify service: pool, migrations, verifier, senders, delivery worker, event intake, gRPC."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import os
 import socket
 from pathlib import Path
 
+import httpx
+
 from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.bootstrap import open_foundations
+from carnet_kit.config import env_name
 from carnet_kit.outbox import StreamConsumer
 from carnet_kit.server import GrpcService, ServiceApp
-from carnet_notify.delivery import DeliveryWorker, SmtpTransport
-from carnet_notify.domain import RetryPolicy
+from carnet_notify.delivery import ChannelSender, DeliveryWorker, EmailSender, SmtpTransport
+from carnet_notify.domain import RecipientRateLimit, RetryPolicy
 from carnet_notify.events import CONSUMER_GROUP, dossier_event_handler
+from carnet_notify.kinds import Channel
 from carnet_notify.servicer import NotifyServicer
 from carnet_notify.settings import NotifySettings
 from carnet_notify.store import SCHEMA, NotifyStore
+from carnet_notify.webhooks import WebhookSender
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = notify_service_pb2.DESCRIPTOR.services_by_name["NotifyService"].full_name
@@ -31,7 +36,7 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
     """Everything the notify process runs."""
     base = await open_foundations(settings, SCHEMA, MIGRATIONS, outbox=True, verifier=verifier)
     store = NotifyStore(base.pool)
-    transport = SmtpTransport(
+    smtp = SmtpTransport(
         host=settings.smtp_host,
         port=settings.smtp_port,
         mail_from=settings.mail_from,
@@ -40,24 +45,36 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         username=settings.smtp_username,
         password=settings.smtp_password,
     )
+    senders: dict[Channel, ChannelSender] = {Channel.EMAIL: EmailSender(smtp, settings.mail_from)}
+    unavailable: dict[Channel, str] = {}
+    http = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds, follow_redirects=False)
+    base.resources.push_async_callback(http.aclose)
+    for channel, url, secret, field_name in (
+        (Channel.SMS, settings.sms_webhook_url, settings.sms_webhook_secret, "sms_webhook_url"),
+        (Channel.PUSH, settings.push_webhook_url, settings.push_webhook_secret, "push_webhook_url"),
+    ):
+        if url:
+            senders[channel] = WebhookSender(channel, url, http, secret)
+        else:
+            unavailable[channel] = f"no {channel.value} provider configured ({env_name(field_name)} is empty)"
     worker = DeliveryWorker(
         store,
-        transport,
-        mail_from=settings.mail_from,
+        senders,
         retry=RetryPolicy(
             max_attempts=settings.max_delivery_attempts,
             initial_seconds=settings.retry_initial_seconds,
             max_seconds=settings.retry_max_seconds,
         ),
+        rate_limit=RecipientRateLimit(settings.recipient_rate_limit, settings.recipient_rate_window_seconds),
         # An attempt that outlives this lease (a crashed replica) is tried again.
-        lease_seconds=3 * settings.smtp_timeout_seconds + 30,
+        lease_seconds=settings.lease_seconds,
         poll_seconds=settings.delivery_poll_seconds,
     )
     consumer = StreamConsumer(
         base.redis, settings.dossier_events_stream, CONSUMER_GROUP, consumer_name(), dossier_event_handler(store)
     )
     # The methods of later issues answer UNIMPLEMENTED through the generated base class.
-    servicer = NotifyServicer(store, on_new_deliveries=worker.wake)  # type: ignore[abstract]
+    servicer = NotifyServicer(store, on_new_deliveries=worker.wake, unavailable=unavailable)  # type: ignore[abstract]
     service = GrpcService(
         full_name=SERVICE_NAME,
         add_to_server=lambda server: notify_service_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server),

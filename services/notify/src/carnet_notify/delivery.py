@@ -1,9 +1,11 @@
-"""E-mail deliveries: building the message, sending it over SMTP, retrying with backoff.
+"""Deliveries through providers: the worker, its retries, and the e-mail channel over SMTP.
 
 The :class:`DeliveryWorker` runs in the background of every replica. It takes a lease
-on due deliveries (so replicas share the work and a crashed one loses nothing), sends
-each, records the attempt, and schedules the next one with exponential backoff until
-the attempts run out.
+on due deliveries (so replicas share the work and a crashed one loses nothing), holds
+back those over their recipient's rate limit until the next window, hands each other
+one to the sender of its channel (e-mail here, SMS and push in ``webhooks.py``),
+records the attempt, and schedules the next one with exponential backoff until the
+attempts run out.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import asyncio
 import contextlib
 import email.utils
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Literal, Protocol
 
@@ -20,8 +24,8 @@ import aiosmtplib
 import asyncpg
 from opentelemetry import metrics, trace
 
-from carnet_notify.domain import RetryPolicy
-from carnet_notify.kinds import AttemptOutcome, DeliveryState
+from carnet_notify.domain import RecipientRateLimit, RetryPolicy
+from carnet_notify.kinds import AttemptOutcome, Channel, DeliveryState
 from carnet_notify.store import ClaimedDelivery, NotifyStore
 from carnet_notify.templates import RenderedEmail, render_email
 
@@ -31,15 +35,32 @@ _meter = metrics.get_meter("carnet_notify")
 _attempts = _meter.create_counter(
     "carnet.notify.delivery_attempts", unit="{attempt}", description="Delivery attempts, by channel and outcome"
 )
+_postponed = _meter.create_counter(
+    "carnet.notify.deliveries_postponed",
+    unit="{delivery}",
+    description="Deliveries held back to the next window by the recipient's rate limit, by channel",
+)
 
 
 class DeliveryError(Exception):
-    """A send failed; ``permanent`` says whether trying again could help."""
+    """A send failed; ``permanent`` says whether trying again could help.
 
-    def __init__(self, detail: str, *, permanent: bool) -> None:
+    ``retry_after`` is the provider's own wait before a new try, in seconds, if it gave one.
+    """
+
+    def __init__(self, detail: str, *, permanent: bool, retry_after: float | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class ChannelSender(Protocol):
+    """Hands the deliveries of one channel to its provider."""
+
+    async def send(self, delivery: ClaimedDelivery) -> str:
+        """Send one attempt of ``delivery``; return the provider's answer, or raise :class:`DeliveryError`."""
+        ...
 
 
 class EmailTransport(Protocol):
@@ -103,80 +124,126 @@ def build_message(rendered: RenderedEmail, *, mail_from: str, recipient: str, me
     return message
 
 
+@dataclass(frozen=True)
+class EmailSender:
+    """The e-mail channel: the kind's French e-mail, from the platform's one sender, through SMTP."""
+
+    transport: EmailTransport
+    mail_from: str
+
+    async def send(self, delivery: ClaimedDelivery) -> str:
+        """Render and send one e-mail delivery; return the SMTP server's answer."""
+        try:
+            rendered = render_email(delivery.kind, delivery.parameters)
+        except KeyError as exc:
+            raise DeliveryError(f"cannot render: {exc}", permanent=True) from exc
+        message = build_message(
+            rendered, mail_from=self.mail_from, recipient=delivery.destination, message_key=str(delivery.delivery_id)
+        )
+        return await self.transport.send(message, delivery.destination)
+
+
 class DeliveryWorker:
-    """Sends due e-mail deliveries; woken after new notifications, polling otherwise."""
+    """Sends due deliveries of the channels it has a sender for; woken after new notifications, polling otherwise.
+
+    A channel without a sender in this replica (its provider not configured here) is left
+    for a replica that has one.
+    """
 
     def __init__(
         self,
         store: NotifyStore,
-        transport: EmailTransport,
+        senders: Mapping[Channel, ChannelSender],
         *,
-        mail_from: str,
         retry: RetryPolicy,
+        rate_limit: RecipientRateLimit,
         lease_seconds: float,
         poll_seconds: float,
         batch_size: int = 20,
     ) -> None:
         self._store = store
-        self._transport = transport
-        self._mail_from = mail_from
+        self._senders = dict(senders)
         self._retry = retry
+        self._rate_limit = rate_limit
         self._lease_seconds = lease_seconds
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
         self._wake = asyncio.Event()
+        self._next_cleanup = datetime.min.replace(tzinfo=UTC)
 
     def wake(self) -> None:
         """Look for due deliveries now rather than at the next poll."""
         self._wake.set()
 
     async def _attempt(self, claimed: ClaimedDelivery) -> None:
+        channel = claimed.channel.value
         with tracer.start_as_current_span(
-            "deliver email", attributes={"carnet.delivery_id": str(claimed.delivery_id), "carnet.attempt": claimed.attempt_number}
+            f"deliver {channel.lower()}",
+            attributes={"carnet.delivery_id": str(claimed.delivery_id), "carnet.attempt": claimed.attempt_number},
         ):
+            retry_after: float | None = None
             try:
-                rendered = render_email(claimed.kind, claimed.parameters)
-            except KeyError as exc:
-                outcome, detail = AttemptOutcome.PERMANENT_FAILURE, f"cannot render: {exc}"
-            else:
-                message = build_message(
-                    rendered, mail_from=self._mail_from, recipient=claimed.destination, message_key=str(claimed.delivery_id)
-                )
-                try:
-                    detail = await self._transport.send(message, claimed.destination)
-                    outcome = AttemptOutcome.SUCCEEDED
-                except DeliveryError as exc:
-                    detail = exc.detail
-                    outcome = AttemptOutcome.PERMANENT_FAILURE if exc.permanent else AttemptOutcome.TRANSIENT_FAILURE
-                except Exception as exc:
-                    # Unknown failures are retried like transient ones; the attempts stay bounded.
-                    log.exception("unexpected failure sending e-mail delivery %s", claimed.delivery_id)
-                    detail, outcome = f"{type(exc).__name__}: {exc}", AttemptOutcome.TRANSIENT_FAILURE
-            state, retry_in = self._retry.after(outcome, claimed.attempt_number)
+                detail = await self._senders[claimed.channel].send(claimed)
+                outcome = AttemptOutcome.SUCCEEDED
+            except DeliveryError as exc:
+                detail, retry_after = exc.detail, exc.retry_after
+                outcome = AttemptOutcome.PERMANENT_FAILURE if exc.permanent else AttemptOutcome.TRANSIENT_FAILURE
+            except Exception as exc:
+                # Unknown failures are retried like transient ones; the attempts stay bounded.
+                log.exception("unexpected failure sending %s delivery %s", channel, claimed.delivery_id)
+                detail, outcome = f"{type(exc).__name__}: {exc}", AttemptOutcome.TRANSIENT_FAILURE
+            state, retry_in = self._retry.after(outcome, claimed.attempt_number, retry_after)
             await self._store.finish_attempt(claimed, outcome, detail, state, retry_in)
-        _attempts.add(1, {"channel": "EMAIL", "outcome": outcome.value})
+        _attempts.add(1, {"channel": channel, "outcome": outcome.value})
         if state is DeliveryState.FAILED:
             log.error(
-                "e-mail delivery %s failed for good after attempt %d: %s", claimed.delivery_id, claimed.attempt_number, detail
+                "%s delivery %s failed for good after attempt %d: %s",
+                channel,
+                claimed.delivery_id,
+                claimed.attempt_number,
+                detail,
             )
         elif state is DeliveryState.RETRYING:
             log.warning(
-                "e-mail delivery %s attempt %d failed (%s); next in %.1fs",
+                "%s delivery %s attempt %d failed (%s); next in %.1fs",
+                channel,
                 claimed.delivery_id,
                 claimed.attempt_number,
                 detail,
                 retry_in,
             )
 
+    async def _forget_old_counts(self) -> None:
+        """Once per window, drop the rate-limit counters of windows before the previous one."""
+        now = datetime.now(UTC)
+        if now < self._next_cleanup:
+            return
+        window = timedelta(seconds=self._rate_limit.window_seconds)
+        await self._store.forget_send_counts(now - 2 * window)
+        self._next_cleanup = now + window
+
     async def run_once(self) -> int:
-        """Attempt every delivery due now; return how many were attempted."""
+        """Attempt every delivery due now (postponing those over their rate limit); return how many were attempted."""
+        if not self._senders:
+            return 0
+        await self._forget_old_counts()
         attempted = 0
         while True:
-            claimed = await self._store.claim_due_emails(self._batch_size, self._lease_seconds)
-            if not claimed:
+            batch = await self._store.claim_due(
+                self._senders, self._batch_size, self._lease_seconds, self._rate_limit
+            )
+            for held in batch.postponed:
+                _postponed.add(1, {"channel": held.channel.value})
+                log.info(
+                    "%s delivery %s over its recipient's rate limit; postponed to %s",
+                    held.channel.value,
+                    held.delivery_id,
+                    held.until.isoformat(),
+                )
+            if not batch.claimed and not batch.postponed:
                 return attempted
-            await asyncio.gather(*(self._attempt(delivery) for delivery in claimed))
-            attempted += len(claimed)
+            await asyncio.gather(*(self._attempt(delivery) for delivery in batch.claimed))
+            attempted += len(batch.claimed)
 
     async def run(self) -> None:
         """Deliver until cancelled; survives database hiccups."""

@@ -23,6 +23,12 @@ class Kind(enum.Enum):
     CARE_TEAM_DECLARATION = "CARE_TEAM_DECLARATION"
 
 
+SECURITY_KINDS: frozenset[Kind] = frozenset(
+    {Kind.ONE_TIME_CODE, Kind.ACTIVATION_NOTICE, Kind.BREAK_GLASS_ACCESS, Kind.CLOSURE_CONFIRMATION}
+)
+"""Kinds a person must always receive: preferences cannot turn them off and rate limits never hold them."""
+
+
 class Channel(enum.Enum):
     """How a notification reaches its recipient (DeliveryChannel without its prefix)."""
 
@@ -31,6 +37,14 @@ class Channel(enum.Enum):
     PUSH = "PUSH"
     IN_APP = "IN_APP"
     LETTER = "LETTER"
+
+
+PROVIDER_CHANNELS: frozenset[Channel] = frozenset({Channel.EMAIL, Channel.SMS, Channel.PUSH})
+"""Channels the delivery worker hands to an outside provider (SMTP relay, SMS or push webhook).
+
+Preferences and the per-recipient rate limit apply to these; the inbox and letters are
+written at once and are always kept.
+"""
 
 
 class DeliveryState(enum.Enum):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,17 +16,23 @@ from carnet_kit.auth import current_principal, require_role
 from carnet_kit.errors import InvalidArgument, NotFound
 from carnet_kit.telemetry import ATTR_HOLDER_ID
 from carnet_notify.domain import (
+    OPTIONAL_CHANNELS,
+    ChannelChoiceChange,
     Cursor,
     NotificationIntent,
+    RecipientPreferences,
     check_inbox_reader,
+    check_preference_changes,
+    check_preferences_caller,
+    check_preferences_mask,
     decode_page_token,
     encode_page_token,
-    mask_email,
+    mask_destination,
     page_size,
     prepare_notification,
     visible_parameters,
 )
-from carnet_notify.kinds import Channel, DeliveryState, Kind
+from carnet_notify.kinds import PROVIDER_CHANNELS, Channel, DeliveryState, Kind
 from carnet_notify.store import DeliveryFilter, DeliveryRecord, InboxItemRecord, NotificationRecord, NotifyStore
 
 INBOX_PAGE_DEFAULT, INBOX_PAGE_MAX = 50, 500
@@ -46,10 +52,18 @@ def _kind_to_proto(kind: Kind) -> resources_pb2.NotificationKind.ValueType:
     return resources_pb2.NotificationKind.Value(_KIND_PREFIX + kind.value)
 
 
-def _channel_from_proto(value: common_pb2.DeliveryChannel.ValueType) -> Channel:
+def _known_channel(value: common_pb2.DeliveryChannel.ValueType) -> Channel | None:
+    """The channel of an enum value; None for UNSPECIFIED or a number this version does not know."""
     if value not in common_pb2.DeliveryChannel.values() or value == common_pb2.DELIVERY_CHANNEL_UNSPECIFIED:
-        raise InvalidArgument(f"unknown channel {value}", field="notification.channels", reason="FIELD_INVALID")
+        return None
     return Channel(common_pb2.DeliveryChannel.Name(value).removeprefix(_CHANNEL_PREFIX))
+
+
+def _channel_from_proto(value: common_pb2.DeliveryChannel.ValueType) -> Channel:
+    channel = _known_channel(value)
+    if channel is None:
+        raise InvalidArgument(f"unknown channel {value}", field="notification.channels", reason="FIELD_INVALID")
+    return channel
 
 
 def _channel_to_proto(channel: Channel) -> common_pb2.DeliveryChannel.ValueType:
@@ -115,7 +129,7 @@ def _delivery_proto(record: DeliveryRecord) -> resources_pb2.Delivery:
         kind=_kind_to_proto(record.kind),
         channel=_channel_to_proto(record.channel),
         state=resources_pb2.DeliveryState.Value("DELIVERY_STATE_" + record.state.value),
-        masked_destination=mask_email(record.destination) if record.channel is Channel.EMAIL else "",
+        masked_destination=mask_destination(record.channel, record.destination),
         attempts=[
             resources_pb2.DeliveryAttempt(
                 attempt_number=attempt.attempt_number,
@@ -134,12 +148,35 @@ def _delivery_proto(record: DeliveryRecord) -> resources_pb2.Delivery:
     )
 
 
-class NotifyServicer(notify_service_pb2_grpc.NotifyServiceServicer):
-    """Notifications, deliveries and the inbox; messaging, preferences and reminders come with issue 4."""
+def _preferences_proto(preferences: RecipientPreferences) -> resources_pb2.Preferences:
+    """Every optional channel, with the recipient's choice or the default (enabled, no kind off)."""
+    channels = []
+    for channel in OPTIONAL_CHANNELS:
+        choice = preferences.choice(channel)
+        channels.append(
+            resources_pb2.ChannelPreference(
+                channel=_channel_to_proto(channel),
+                enabled=choice.enabled,
+                disabled_kinds=sorted(_kind_to_proto(kind) for kind in choice.disabled_kinds),
+            )
+        )
+    return resources_pb2.Preferences(
+        recipient_id=preferences.recipient_id, channels=channels, update_time=_timestamp(preferences.update_time)
+    )
 
-    def __init__(self, store: NotifyStore, on_new_deliveries: Callable[[], None]) -> None:
+
+class NotifyServicer(notify_service_pb2_grpc.NotifyServiceServicer):
+    """Notifications, deliveries, the inbox and preferences; messaging and reminders come later."""
+
+    def __init__(
+        self,
+        store: NotifyStore,
+        on_new_deliveries: Callable[[], None],
+        unavailable: Mapping[Channel, str] | None = None,
+    ) -> None:
         self._store = store
         self._on_new_deliveries = on_new_deliveries
+        self._unavailable = dict(unavailable or {})
 
     async def CreateNotification(
         self, request: notify_service_pb2.CreateNotificationRequest, context: Any
@@ -156,12 +193,13 @@ class NotifyServicer(notify_service_pb2_grpc.NotifyServiceServicer):
             phone=given.phone.strip(),
             source_event_id=given.source_event_id,
         )
-        prepared = prepare_notification(intent)
+        preferences = await self._store.get_preferences(intent.recipient_id)
+        prepared = prepare_notification(intent, preferences=preferences, unavailable=self._unavailable)
         record, created = await self._store.create_notification(
             prepared, request_id=request.request_id, created_by=f"{caller.role}:{caller.subject}"
         )
         trace.get_current_span().set_attribute(ATTR_HOLDER_ID, record.recipient_id)
-        if created and any(d.channel is Channel.EMAIL and d.state.is_open for d in prepared.deliveries):
+        if created and any(d.channel in PROVIDER_CHANNELS and d.state.is_open for d in prepared.deliveries):
             self._on_new_deliveries()
         return _notification_proto(record)
 
@@ -228,3 +266,33 @@ class NotifyServicer(notify_service_pb2_grpc.NotifyServiceServicer):
             # Someone else's item is reported as absent: its existence is not the caller's business.
             raise NotFound("no such inbox item", reason="INBOX_ITEM_NOT_FOUND")
         return _inbox_item_proto(record)
+
+    async def GetPreferences(
+        self, request: notify_service_pb2.GetPreferencesRequest, context: Any
+    ) -> resources_pb2.Preferences:
+        if not request.recipient_id:
+            raise InvalidArgument("recipient_id is required", field="recipient_id", reason="FIELD_INVALID")
+        check_preferences_caller(current_principal(), request.recipient_id)
+        return _preferences_proto(await self._store.get_preferences(request.recipient_id))
+
+    async def UpdatePreferences(
+        self, request: notify_service_pb2.UpdatePreferencesRequest, context: Any
+    ) -> resources_pb2.Preferences:
+        given = request.preferences
+        if not given.recipient_id:
+            raise InvalidArgument(
+                "preferences.recipient_id is required", field="preferences.recipient_id", reason="FIELD_INVALID"
+            )
+        check_preferences_caller(current_principal(), given.recipient_id)
+        check_preferences_mask(list(request.update_mask.paths))
+        choices = check_preference_changes(
+            [
+                ChannelChoiceChange(
+                    channel=_known_channel(choice.channel),
+                    enabled=choice.enabled,
+                    disabled_kinds=tuple(_kind_from_proto(kind) for kind in choice.disabled_kinds),
+                )
+                for choice in given.channels
+            ]
+        )
+        return _preferences_proto(await self._store.update_preferences(given.recipient_id, choices))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
+import urllib.parse
 from typing import Literal
 
 from carnet_kit.config import ConfigError, env_name
@@ -13,7 +15,11 @@ from carnet_notify.domain import is_email_address
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NotifySettings(ServiceSettings):
-    """What the notify service needs: the SMTP relay, the sender, the retry policy."""
+    """What the notify service needs: the SMTP relay, the sender, the SMS and push webhooks, retries, rate limit.
+
+    Without a webhook URL its channel is unavailable: its deliveries are SUPPRESSED
+    (and an intent with no other channel is refused), the service starts all the same.
+    """
 
     smtp_host: str
     smtp_port: int
@@ -28,6 +34,18 @@ class NotifySettings(ServiceSettings):
     retry_max_seconds: float = 3600.0
     delivery_poll_seconds: float = 1.0
     dossier_events_stream: str = stream_name("dossier")
+    sms_webhook_url: str = ""
+    """Provider endpoint SMS deliveries are POSTed to; empty: no SMS."""
+    sms_webhook_secret: str = ""
+    """Bearer token sent to the SMS provider, if it wants one."""
+    push_webhook_url: str = ""
+    """Provider endpoint push deliveries are POSTed to; empty: no push."""
+    push_webhook_secret: str = ""
+    """Bearer token sent to the push provider, if it wants one."""
+    webhook_timeout_seconds: float = 10.0
+    recipient_rate_limit: int = 20
+    """Non-security deliveries per recipient and channel in one window; more wait for the next window."""
+    recipient_rate_window_seconds: int = 3600
 
     def validate(self) -> None:
         """Cross-field checks, each naming the variable at fault."""
@@ -52,3 +70,42 @@ class NotifySettings(ServiceSettings):
             raise ConfigError(env_name("delivery_poll_seconds"), "must be positive")
         if not self.dossier_events_stream:
             raise ConfigError(env_name("dossier_events_stream"), "must not be empty")
+        for channel in ("sms", "push"):
+            url, secret = getattr(self, f"{channel}_webhook_url"), getattr(self, f"{channel}_webhook_secret")
+            if url:
+                self._check_webhook_url(f"{channel}_webhook_url", url)
+            elif secret:
+                raise ConfigError(
+                    env_name(f"{channel}_webhook_secret"), f"is set but {env_name(f'{channel}_webhook_url')} is not"
+                )
+        if self.webhook_timeout_seconds <= 0:
+            raise ConfigError(env_name("webhook_timeout_seconds"), "must be positive")
+        if self.recipient_rate_limit < 1:
+            raise ConfigError(env_name("recipient_rate_limit"), "must be at least 1")
+        if self.recipient_rate_window_seconds < 1:
+            raise ConfigError(env_name("recipient_rate_window_seconds"), "must be at least 1")
+
+    def _check_webhook_url(self, field_name: str, url: str) -> None:
+        """An absolute http(s) URL; in production, https unless the provider is on this host."""
+        variable = env_name(field_name)
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(variable, f"must be an http:// or https:// URL; got {url!r}")
+        if parsed.username or parsed.password:
+            raise ConfigError(variable, "must not carry credentials; use the matching _SECRET variable")
+        if self.profile == "production" and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+            raise ConfigError(variable, "must use https in production (phone numbers and codes travel in it)")
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long an attempt may run before another replica may take the delivery again."""
+        return 3 * max(self.smtp_timeout_seconds, self.webhook_timeout_seconds) + 30
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

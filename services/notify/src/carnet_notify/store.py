@@ -1,8 +1,9 @@
-"""SQL of the notify service (schema ``notify``): notifications, deliveries, attempts, inbox."""
+"""SQL of the notify service (schema ``notify``): notifications, deliveries, attempts, inbox, preferences."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,14 @@ from typing import Any
 import asyncpg
 
 from carnet_kit.outbox import claim_event
-from carnet_notify.domain import SECRET_PARAMETERS, Cursor, PreparedNotification
+from carnet_notify.domain import (
+    SECRET_PARAMETERS,
+    ChannelChoice,
+    Cursor,
+    PreparedNotification,
+    RecipientPreferences,
+    RecipientRateLimit,
+)
 from carnet_notify.kinds import AttemptOutcome, Channel, DeliveryState, Kind
 from carnet_notify.templates import render_letter
 
@@ -62,15 +70,33 @@ class DeliveryRecord:
 
 @dataclass(frozen=True)
 class ClaimedDelivery:
-    """An e-mail delivery this worker holds a lease on, for one attempt."""
+    """A delivery this worker holds a lease on, for one attempt."""
 
     delivery_id: uuid.UUID
     notification_id: uuid.UUID
     recipient_id: str
     kind: Kind
+    channel: Channel
     parameters: dict[str, str]
     destination: str
     attempt_number: int
+
+
+@dataclass(frozen=True)
+class PostponedDelivery:
+    """A due delivery held back by the recipient's rate limit until ``until``."""
+
+    delivery_id: uuid.UUID
+    channel: Channel
+    until: datetime
+
+
+@dataclass(frozen=True)
+class ClaimBatch:
+    """What one claim found due: deliveries to attempt now, and those pushed to the next window."""
+
+    claimed: list[ClaimedDelivery]
+    postponed: list[PostponedDelivery]
 
 
 @dataclass(frozen=True)
@@ -175,7 +201,7 @@ async def _insert_notification(
         state = DeliveryState.DELIVERED if delivered_now else delivery.state
         await conn.execute(
             "INSERT INTO deliveries (delivery_id, notification_id, channel, destination, state, attempt_count,"
-            " next_attempt_time) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END)",
+            " next_attempt_time, state_detail) VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $7 THEN now() END, $8)",
             delivery_id,
             notification.notification_id,
             delivery.channel.value,
@@ -183,6 +209,7 @@ async def _insert_notification(
             state.value,
             1 if delivered_now else 0,
             state.is_open,
+            delivery.detail,
         )
         if delivery.channel is Channel.LETTER:
             letter = render_letter(prepared.kind, intent.parameters)
@@ -255,46 +282,101 @@ class NotifyStore:
             )
         return None if row is None else _notification(row)
 
-    # ------------------------------------------------------------------ e-mail deliveries
+    # ------------------------------------------------------------------ deliveries through providers
 
-    async def claim_due_emails(self, limit: int, lease_seconds: float) -> list[ClaimedDelivery]:
-        """Take a lease on due e-mail deliveries and open an attempt for each.
+    async def claim_due(
+        self, channels: Iterable[Channel], limit: int, lease_seconds: float, rate_limit: RecipientRateLimit
+    ) -> ClaimBatch:
+        """Take a lease on due deliveries of ``channels`` and open an attempt for each.
 
         The lease moves ``next_attempt_time`` ahead, so a worker that dies mid-send
-        leaves the delivery due again once the lease is over.
+        leaves the delivery due again once the lease is over. A delivery counts against
+        its recipient's rate limit once, at its first attempt, in this transaction; one
+        over the limit is not attempted but moved to the start of the next window.
         """
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "WITH due AS ("
-                " SELECT delivery_id FROM deliveries"
-                " WHERE state IN ('PENDING', 'RETRYING') AND channel = 'EMAIL' AND next_attempt_time <= now()"
-                " ORDER BY next_attempt_time LIMIT $1 FOR UPDATE SKIP LOCKED)"
-                " UPDATE deliveries AS d SET attempt_count = d.attempt_count + 1,"
-                " next_attempt_time = now() + make_interval(secs => $2), update_time = now()"
-                " FROM due, notifications AS n"
-                " WHERE d.delivery_id = due.delivery_id AND n.notification_id = d.notification_id"
-                " RETURNING d.delivery_id, d.notification_id, d.destination, d.attempt_count,"
-                " n.recipient_id, n.kind, n.parameters",
+            now: datetime = await conn.fetchval("SELECT now()")
+            due = await conn.fetch(
+                "SELECT d.delivery_id, d.channel, d.attempt_count, n.recipient_id, n.kind"
+                " FROM deliveries AS d JOIN notifications AS n USING (notification_id)"
+                " WHERE d.state IN ('PENDING', 'RETRYING') AND d.channel = ANY($1::text[])"
+                " AND d.next_attempt_time <= now()"
+                " ORDER BY d.next_attempt_time, d.create_time LIMIT $2 FOR UPDATE OF d SKIP LOCKED",
+                sorted(channel.value for channel in channels),
                 limit,
-                lease_seconds,
             )
-            if rows:
+            window_start, window_end = rate_limit.window(now)
+            counted = [
+                row
+                for row in due
+                if row["attempt_count"] == 0 and rate_limit.applies_to(Kind(row["kind"]), Channel(row["channel"]))
+            ]
+            held: set[uuid.UUID] = set()
+            # One lock order on the counters for every replica: no deadlock between two claims.
+            for row in sorted(counted, key=lambda r: (r["recipient_id"], r["channel"])):
+                within_limit = await conn.fetchval(
+                    "INSERT INTO send_counts (recipient_id, channel, window_start, sent) VALUES ($1, $2, $3, 1)"
+                    " ON CONFLICT (recipient_id, channel, window_start)"
+                    " DO UPDATE SET sent = send_counts.sent + 1 WHERE send_counts.sent < $4 RETURNING sent",
+                    row["recipient_id"],
+                    row["channel"],
+                    window_start,
+                    rate_limit.limit,
+                )
+                if within_limit is None:
+                    held.add(row["delivery_id"])
+            postponed = [
+                PostponedDelivery(row["delivery_id"], Channel(row["channel"]), window_end)
+                for row in due
+                if row["delivery_id"] in held
+            ]
+            if postponed:
+                note = (
+                    f"postponed: over {rate_limit.limit} deliveries per {rate_limit.window_seconds} s"
+                    " for this recipient and channel"
+                )
+                await conn.executemany(
+                    "UPDATE deliveries SET next_attempt_time = $2, state_detail = $3, update_time = now()"
+                    " WHERE delivery_id = $1",
+                    [(item.delivery_id, item.until, note) for item in postponed],
+                )
+            taken = [row["delivery_id"] for row in due if row["delivery_id"] not in held]
+            rows = []
+            if taken:
+                rows = await conn.fetch(
+                    "UPDATE deliveries AS d SET attempt_count = d.attempt_count + 1, state_detail = '',"
+                    " next_attempt_time = now() + make_interval(secs => $2), update_time = now()"
+                    " FROM notifications AS n"
+                    " WHERE d.delivery_id = ANY($1::uuid[]) AND n.notification_id = d.notification_id"
+                    " RETURNING d.delivery_id, d.notification_id, d.channel, d.destination, d.attempt_count,"
+                    " n.recipient_id, n.kind, n.parameters",
+                    taken,
+                    lease_seconds,
+                )
                 await conn.executemany(
                     "INSERT INTO delivery_attempts (delivery_id, attempt_number) VALUES ($1, $2)",
                     [(row["delivery_id"], row["attempt_count"]) for row in rows],
                 )
-        return [
+        claimed = [
             ClaimedDelivery(
                 delivery_id=row["delivery_id"],
                 notification_id=row["notification_id"],
                 recipient_id=row["recipient_id"],
                 kind=Kind(row["kind"]),
+                channel=Channel(row["channel"]),
                 parameters=dict(row["parameters"]),
                 destination=row["destination"],
                 attempt_number=row["attempt_count"],
             )
             for row in rows
         ]
+        return ClaimBatch(claimed, postponed)
+
+    async def forget_send_counts(self, before: datetime) -> int:
+        """Delete the rate-limit counters of windows that started before ``before``; return how many."""
+        async with self._pool.acquire() as conn:
+            status: str = await conn.execute("DELETE FROM send_counts WHERE window_start < $1", before)
+        return int(status.rpartition(" ")[2] or 0)
 
     async def finish_attempt(
         self,
@@ -438,3 +520,45 @@ class NotifyStore:
                 recipient_id,
             )
         return None if row is None else _inbox_item(row)
+
+    # ------------------------------------------------------------------ preferences
+
+    async def get_preferences(self, recipient_id: str) -> RecipientPreferences:
+        """A recipient's preferences; defaults (every channel, every kind) when never set."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT channel, enabled, disabled_kinds, update_time FROM preferences WHERE recipient_id = $1",
+                recipient_id,
+            )
+        return _preferences(recipient_id, rows)
+
+    async def update_preferences(
+        self, recipient_id: str, choices: Mapping[Channel, ChannelChoice]
+    ) -> RecipientPreferences:
+        """Replace the choice of each channel in ``choices``; other channels keep theirs."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO preferences (recipient_id, channel, enabled, disabled_kinds) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (recipient_id, channel) DO UPDATE SET enabled = EXCLUDED.enabled,"
+                " disabled_kinds = EXCLUDED.disabled_kinds, update_time = now()",
+                [
+                    (recipient_id, channel.value, choice.enabled, sorted(kind.value for kind in choice.disabled_kinds))
+                    for channel, choice in choices.items()
+                ],
+            )
+            rows = await conn.fetch(
+                "SELECT channel, enabled, disabled_kinds, update_time FROM preferences WHERE recipient_id = $1",
+                recipient_id,
+            )
+        return _preferences(recipient_id, rows)
+
+
+def _preferences(recipient_id: str, rows: Sequence[Any]) -> RecipientPreferences:
+    choices = {
+        Channel(row["channel"]): ChannelChoice(
+            enabled=row["enabled"], disabled_kinds=frozenset(Kind(kind) for kind in row["disabled_kinds"])
+        )
+        for row in rows
+    }
+    update_time = max((row["update_time"] for row in rows), default=None)
+    return RecipientPreferences(recipient_id, choices, update_time)

@@ -1,7 +1,8 @@
-"""French templates per notification kind: e-mail (subject, text, HTML) and inbox item.
+"""French templates per notification kind: e-mail (subject, text, HTML), SMS, push and inbox item.
 
-E-mails never carry clinical content (a document's title stays in the inbox, behind
-the login); one-time and activation codes are the only secrets they carry.
+E-mails, SMS and push messages never carry clinical content (a document's title stays
+in the inbox, behind the login); one-time and activation codes are the only secrets
+they carry. SMS and push texts are short, without names: they show on lock screens.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ class RenderedEmail:
 
 
 @dataclass(frozen=True)
+class RenderedPush:
+    """A push notification ready to send: what the phone shows."""
+
+    title: str
+    body: str
+
+
+@dataclass(frozen=True)
 class RenderedInboxItem:
     """An inbox item ready to store."""
 
@@ -43,6 +52,8 @@ class Template:
     defaults: Mapping[str, str] = field(default_factory=dict)
     email: Callable[[Params], RenderedEmail] | None = None
     inbox: Callable[[Params], RenderedInboxItem] | None = None
+    sms: Callable[[Params], str] | None = None
+    push: Callable[[Params], RenderedPush] | None = None
 
 
 def _html_page(title: str, paragraphs: list[str]) -> str:
@@ -116,6 +127,21 @@ def _new_document_email(params: Params) -> RenderedEmail:
     return RenderedEmail(subject, text, page)
 
 
+def _one_time_code_sms(params: Params) -> str:
+    return (
+        f"Carnet : votre code de connexion est {params['code']} (valable {params['validity_minutes']} min)."
+        " Ne le communiquez à personne."
+    )
+
+
+def _new_document_sms(params: Params) -> str:
+    return "Carnet : un nouveau document a été ajouté à votre espace. Connectez-vous pour le consulter."
+
+
+def _new_document_push(params: Params) -> RenderedPush:
+    return RenderedPush(title="Carnet", body="Un nouveau document a été ajouté à votre espace.")
+
+
 def _new_document_inbox(params: Params) -> RenderedInboxItem:
     return RenderedInboxItem(
         title="Nouveau document dans votre dossier",
@@ -125,13 +151,17 @@ def _new_document_inbox(params: Params) -> RenderedInboxItem:
 
 TEMPLATES: Mapping[Kind, Template] = {
     Kind.ONE_TIME_CODE: Template(
-        required=("code",), defaults={"validity_minutes": "10"}, email=_one_time_code_email
+        required=("code",), defaults={"validity_minutes": "10"}, email=_one_time_code_email, sms=_one_time_code_sms
     ),
     Kind.ACTIVATION_NOTICE: Template(
         required=("activation_code", "opposition_deadline"), email=_activation_notice_email
     ),
     Kind.NEW_DOCUMENT: Template(
-        required=("document_title",), email=_new_document_email, inbox=_new_document_inbox
+        required=("document_title",),
+        email=_new_document_email,
+        inbox=_new_document_inbox,
+        sms=_new_document_sms,
+        push=_new_document_push,
     ),
 }
 """The kinds notify can send today; issue 4 adds the others of NotificationKind."""
@@ -158,6 +188,22 @@ def render_email(kind: Kind, params: Params) -> RenderedEmail:
 def render_letter(kind: Kind, params: Params) -> RenderedEmail:
     """The printed letter of a kind: the e-mail's subject and plain text, for the print queue."""
     return render_email(kind, params)
+
+
+def render_sms(kind: Kind, params: Params) -> str:
+    """The SMS text of a kind; KeyError if the kind has no SMS template or a parameter is missing."""
+    template = TEMPLATES[kind]
+    if template.sms is None:
+        raise KeyError(f"{kind.value} has no SMS template")
+    return template.sms(_complete(template, params))
+
+
+def render_push(kind: Kind, params: Params) -> RenderedPush:
+    """The push notification of a kind; KeyError if the kind has no push template or a parameter is missing."""
+    template = TEMPLATES[kind]
+    if template.push is None:
+        raise KeyError(f"{kind.value} has no push template")
+    return template.push(_complete(template, params))
 
 
 def render_inbox_item(kind: Kind, params: Params) -> RenderedInboxItem:
