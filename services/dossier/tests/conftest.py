@@ -21,9 +21,9 @@ from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet_consent.app import build as build_consent
 from carnet_consent.settings import ConsentSettings
 from carnet_dossier.app import build as build_dossier
-from carnet_dossier.crypto import new_master_key_line
 from carnet_dossier.settings import DossierSettings
 from carnet_kit.config import HostPort, load
+from carnet_kit.crypto import new_master_key_line
 from carnet_kit.db import create_pool
 from carnet_kit.server import ServiceApp
 from carnet_kit.testing import TokenFactory, free_port

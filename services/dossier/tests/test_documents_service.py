@@ -32,7 +32,10 @@ from carnet.consent.v1 import resources_pb2 as consent_res
 from carnet.dossier.v1 import dossier_service_pb2 as pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
 from carnet.dossier.v1 import resources_pb2 as res
-from carnet_dossier.crypto import (
+from carnet_dossier.keys import HolderKeys
+from carnet_dossier.seed import make_pdf
+from carnet_kit.auth import Principal
+from carnet_kit.crypto import (
     MasterKeyRing,
     SealedBlobError,
     new_master_key_line,
@@ -40,9 +43,6 @@ from carnet_dossier.crypto import (
     sealed_size,
     unwrap_data_key,
 )
-from carnet_dossier.keys import HolderKeys
-from carnet_dossier.seed import make_pdf
-from carnet_kit.auth import Principal
 from carnet_kit.server import ServiceApp
 from carnet_kit.status import RemoteError, parse_rpc_error
 from carnet_kit.testing import TokenFactory, wait_until

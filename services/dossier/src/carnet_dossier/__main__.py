@@ -16,7 +16,7 @@ from carnet_kit.server import run_service
 def main() -> None:
     """Command-line entry point."""
     if sys.argv[1:2] == ["new-master-key"]:
-        from carnet_dossier.crypto import new_master_key_line
+        from carnet_kit.crypto import new_master_key_line
 
         if len(sys.argv) != 3 or not sys.argv[2] or ":" in sys.argv[2] or len(sys.argv[2]) > 64:
             print("usage: python -m carnet_dossier new-master-key ID  (ID: up to 64 characters, no colon)", file=sys.stderr)

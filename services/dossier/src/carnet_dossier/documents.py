@@ -32,12 +32,12 @@ from carnet_dossier.changes import (
     ensure_may_replace,
     is_depositor,
 )
-from carnet_dossier.crypto import SealedBlobError, open_stream, seal
 from carnet_dossier.domain import DocumentOrder, NewDocument, PageCursor, check_content, encode_page_token
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
 from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_kit.auth import Principal
+from carnet_kit.crypto import SealedBlobError, open_stream, seal
 from carnet_kit.errors import (
     Conflict,
     DataLoss,

@@ -12,7 +12,7 @@ import uuid
 
 import asyncpg
 
-from carnet_dossier.crypto import MasterKeyRing, SealedBlobError, new_data_key, unwrap_data_key, wrap_data_key
+from carnet_kit.crypto import MasterKeyRing, SealedBlobError, new_data_key, unwrap_data_key, wrap_data_key
 from carnet_kit.errors import DataLoss, FailedPrecondition
 
 log = logging.getLogger(__name__)

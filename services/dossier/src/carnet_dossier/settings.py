@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from carnet_dossier.crypto import MasterKeyRing
 from carnet_kit.config import ConfigError, env_name
+from carnet_kit.crypto import MasterKeyRing
 from carnet_kit.outbox import stream_name
 from carnet_kit.settings import BlobStoreSettings, ServiceSettings
 

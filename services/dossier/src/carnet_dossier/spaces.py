@@ -39,12 +39,12 @@ from carnet.identity.v1 import events_pb2 as identity_events
 from carnet.identity.v1 import resources_pb2 as identity_resources
 from carnet_dossier import access_log
 from carnet_dossier.access_log import NewEntry
-from carnet_dossier.crypto import SealedBlobError, open_stream
 from carnet_dossier.documents import item_facts
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, ItemFacts
 from carnet_dossier.store import DocumentRecord
 from carnet_kit.auth import Principal
+from carnet_kit.crypto import SealedBlobError, open_stream
 from carnet_kit.errors import DataLoss, PermissionDenied
 from carnet_kit.objectstore import ObjectStore
 from carnet_kit.outbox import Event, StreamConsumer, claim_event, replica_name, stream_name

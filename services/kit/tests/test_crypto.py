@@ -1,4 +1,4 @@
-"""Sealing blobs and wrapping data keys (carnet_dossier.crypto), without a database."""
+"""Sealing blobs and wrapping data keys (carnet_kit.crypto), without a database."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carnet_dossier.crypto import (
+from carnet_kit.config import ConfigError
+from carnet_kit.crypto import (
     HEADER_BYTES,
     SEGMENT_BYTES,
     TAG_BYTES,
@@ -26,7 +27,6 @@ from carnet_dossier.crypto import (
     unwrap_data_key,
     wrap_data_key,
 )
-from carnet_kit.config import ConfigError
 
 CONTEXT = "documents/h/d"
 SIZES = [0, 1, SEGMENT_BYTES - 1, SEGMENT_BYTES, SEGMENT_BYTES + 1, 3 * SEGMENT_BYTES + 17]

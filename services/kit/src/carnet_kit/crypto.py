@@ -1,4 +1,5 @@
-"""Encryption at rest: every blob under AES-256-GCM with a data key per holder.
+"""Encryption at rest: blobs under AES-256-GCM with a data key per holder (dossier's documents,
+notify's attachments).
 
 Each holder has one 256-bit data key, stored only wrapped (AES-256-GCM) by a master key
 from configuration. Rotating the master key rewraps the data keys and never touches a
