@@ -164,7 +164,7 @@ def distinct_free_ports(count: int) -> list[int]:
 
 
 @pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
+def platform(tmp_path: Path, data_parent: Path) -> Iterator[Platform]:
     fakes = tmp_path / "fakes"
     for module in [*(s.module for s in SERVICES), "carnet_gateway"]:
         (fakes / module).mkdir(parents=True)
@@ -180,7 +180,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     variables = [s.addr_variable for s in SERVICES] + ["CARNET_HTTP_LISTEN", "CARNET_DICOM_LISTEN"]
     for variable, port in zip(variables, distinct_free_ports(len(variables)), strict=True):
         env[variable] = f"127.0.0.1:{port}"
-    data = DataDir.at(tmp_path / "carnet-data")
+    data = DataDir.at(data_parent / "carnet-data")
     yield Platform(data, out, env)
     subprocess.run(
         [sys.executable, "-m", "carnet_launcher", "stop", "--data-dir", os.fspath(data.root)],
