@@ -241,6 +241,26 @@ async def deposit_document(
     return JSONResponse(to_json(document), status_code=201, headers={"Location": f"/api/v1/documents/{document.document_id}"})
 
 
+BreakGlassReason = Annotated[
+    str,
+    Query(
+        description="Emergency access (break-glass) by a professional outside the care team: the written reason, "
+        "kept in the access log; the holder and the treating physician are told"
+    ),
+]
+EmergencyRegulation = Annotated[bool, Query(description="With break_glass_reason: access by the emergency regulation doctor")]
+
+
+def _with_break_glass(caller: Caller, reason: str, emergency_regulation: bool) -> Any:
+    """The caller's metadata, plus the emergency reason for dossier when one is given."""
+    if not reason:
+        return caller.metadata
+    extra: list[tuple[str, str | bytes]] = [("x-carnet-break-glass-reason-bin", reason.encode())]
+    if emergency_regulation:
+        extra.append(("x-carnet-emergency-regulation", "1"))
+    return (*caller.metadata, *extra)
+
+
 @router.get("/api/v1/documents", operation_id="list_documents", tags=["documents"], summary="List a holder's documents")
 async def list_documents(
     request: Request,
@@ -257,6 +277,8 @@ async def list_documents(
     status: Annotated[str, Query(description="approved (default), deprecated, archived")] = "",
     title_query: Annotated[str, Query(description="Words of the title (accent- and case-insensitive)")] = "",
     accession_number: str = "",
+    break_glass_reason: BreakGlassReason = "",
+    emergency_regulation: EmergencyRegulation = False,
 ) -> JSONResponse:
     query = dossier_pb.ListDocumentsRequest(
         holder_id=holder_id,
@@ -279,16 +301,25 @@ async def list_documents(
         if status.lower() not in statuses:
             raise InvalidArgument(f"status must be one of {sorted(statuses)}", field="status")
         query.status = statuses[status.lower()]
-    response = await _backends(request).dossier.ListDocuments(query, metadata=caller.metadata)
+    response = await _backends(request).dossier.ListDocuments(
+        query, metadata=_with_break_glass(caller, break_glass_reason, emergency_regulation)
+    )
     body = to_json(response)
     body.setdefault("documents", [])
     return JSONResponse(body)
 
 
 @router.get("/api/v1/documents/{document_id}", operation_id="get_document", tags=["documents"], summary="A document's metadata")
-async def get_document(request: Request, caller: CallerDep, document_id: str) -> JSONResponse:
+async def get_document(
+    request: Request,
+    caller: CallerDep,
+    document_id: str,
+    break_glass_reason: BreakGlassReason = "",
+    emergency_regulation: EmergencyRegulation = False,
+) -> JSONResponse:
     document = await _backends(request).dossier.GetDocument(
-        dossier_pb.GetDocumentRequest(document_id=document_id), metadata=caller.metadata
+        dossier_pb.GetDocumentRequest(document_id=document_id),
+        metadata=_with_break_glass(caller, break_glass_reason, emergency_regulation),
     )
     return JSONResponse(to_json(document))
 
@@ -300,11 +331,17 @@ async def get_document(request: Request, caller: CallerDep, document_id: str) ->
     summary="Download a document's content (integrity-checked)",
     response_class=StreamingResponse,
 )
-async def download_document(request: Request, caller: CallerDep, document_id: str) -> StreamingResponse:
+async def download_document(
+    request: Request,
+    caller: CallerDep,
+    document_id: str,
+    break_glass_reason: BreakGlassReason = "",
+    emergency_regulation: EmergencyRegulation = False,
+) -> StreamingResponse:
     settings = request.app.state.settings
     call = _backends(request).dossier.DownloadDocument(
         dossier_pb.DownloadDocumentRequest(document_id=document_id),
-        metadata=caller.metadata,
+        metadata=_with_break_glass(caller, break_glass_reason, emergency_regulation),
         timeout=settings.upload_timeout_seconds,
     )
     stream: AsyncIterator[dossier_pb.DownloadDocumentResponse] = aiter(call)

@@ -34,7 +34,7 @@ from carnet_dossier.changes import (
 )
 from carnet_dossier.domain import DocumentOrder, NewDocument, PageCursor, check_content, encode_page_token
 from carnet_dossier.keys import HolderKeys
-from carnet_dossier.peers import ConsentClient, IdentityClient, ItemFacts
+from carnet_dossier.peers import ConsentClient, Decision, IdentityClient, ItemFacts
 from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_kit.auth import Principal
 from carnet_kit.crypto import SealedBlobError, open_stream, seal
@@ -88,6 +88,28 @@ def _read_entry(principal: Principal, record: DocumentRecord, operation: str) ->
         item_label=record.title,
         outcome="allowed",
     )
+
+
+@dataclass(frozen=True)
+class BreakGlass:
+    """A professional opening a record in an emergency, with the written reason (PRODUCT.md "Break-glass")."""
+
+    reason: str
+    emergency_regulation: bool = False
+
+    @property
+    def action(self) -> int:
+        """The consent action it is decided under."""
+        return (
+            consent_pb.ACTION_EMERGENCY_REGULATION_READ
+            if self.emergency_regulation
+            else consent_pb.ACTION_BREAK_GLASS_READ
+        )
+
+
+# The holder and the treating physician are told of a break-glass access once per actor and
+# holder within this time, not at every document read of the same emergency.
+BREAK_GLASS_ALERT_QUIET = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -149,9 +171,16 @@ class DocumentService:
         *,
         operation: str,
         item_label: str = "",
-    ) -> None:
-        """Ask consent; a refusal is logged (outcome ``denied``) and answered PERMISSION_DENIED."""
-        decision = await self._consent.decide(principal, str(holder_id), action, facts)
+        break_glass: BreakGlass | None = None,
+    ) -> Decision:
+        """Ask consent; a refusal is logged (outcome ``denied``) and answered PERMISSION_DENIED.
+
+        A read in an emergency is decided as break-glass (or emergency regulation) with its reason.
+        """
+        if break_glass is not None and action in (consent_pb.ACTION_READ, consent_pb.ACTION_LIST):
+            action = break_glass.action
+        reason = break_glass.reason if break_glass is not None else ""
+        decision = await self._consent.decide(principal, str(holder_id), action, facts, reason)
         if not decision.allowed:
             await access_log.append(
                 self._pool,
@@ -164,12 +193,42 @@ class DocumentService:
                     item_id=item_id,
                     item_label=item_label,
                     reason=decision.reason_code,
+                    break_glass_reason=reason,
                     outcome="denied",
                 ),
             )
             raise PermissionDenied(
                 f"consent refused this access ({decision.reason_code})", reason=decision.reason_code or "ACCESS_DENIED"
             )
+        return decision
+
+    async def _log_allowed(self, entry: NewEntry, decision: Decision, break_glass: BreakGlass | None) -> None:
+        """Log an allowed access and honour the decision's obligations to tell (break-glass: once an hour)."""
+        if break_glass is None:
+            await access_log.append(self._pool, entry)
+            return
+        entry = dataclasses.replace(
+            entry,
+            action=consent_pb.Action.Name(break_glass.action),  # type: ignore[arg-type]
+            break_glass_reason=break_glass.reason,
+            reason=decision.reason_code,
+        )
+        tell_holder = "OBLIGATION_NOTIFY_HOLDER" in decision.obligations
+        tell_physician = "OBLIGATION_NOTIFY_TREATING_PHYSICIAN" in decision.obligations
+        recent = await self._pool.fetchval(
+            "SELECT count(*) FROM access_log WHERE holder_id = $1 AND actor->>'subject' = $2 AND action = $3"
+            " AND outcome = 'allowed' AND created_at > now() - $4::interval",
+            entry.holder_id,
+            entry.actor.get("subject", ""),
+            entry.action,
+            BREAK_GLASS_ALERT_QUIET,
+        )
+        await access_log.append(
+            self._pool,
+            entry,
+            notify_holder=tell_holder and not recent,
+            notify_treating_physician=tell_physician and not recent,
+        )
 
     async def _read_content(self, chunks: AsyncIterator[bytes]) -> bytes:
         parts: list[bytes] = []
@@ -330,10 +389,12 @@ class DocumentService:
             raise NotFound("no such document", reason="DOCUMENT_NOT_FOUND", metadata={"document_id": str(document_id)})
         return record
 
-    async def _read(self, principal: Principal, document_id: uuid.UUID, operation: str) -> DocumentRecord:
+    async def _read(
+        self, principal: Principal, document_id: uuid.UUID, operation: str, break_glass: BreakGlass | None = None
+    ) -> DocumentRecord:
         """Load a document, ask consent to read it, log the read."""
         record = await self._load(document_id)
-        await self._decide(
+        decision = await self._decide(
             principal,
             record.holder_id,
             consent_pb.ACTION_READ,
@@ -341,19 +402,22 @@ class DocumentService:
             str(document_id),
             operation=operation,
             item_label=record.title,
+            break_glass=break_glass,
         )
-        await access_log.append(self._pool, _read_entry(principal, record, operation))
+        await self._log_allowed(_read_entry(principal, record, operation), decision, break_glass)
         return record
 
-    async def get(self, principal: Principal, document_id: uuid.UUID) -> DocumentRecord:
+    async def get(
+        self, principal: Principal, document_id: uuid.UUID, break_glass: BreakGlass | None = None
+    ) -> DocumentRecord:
         """A document's metadata, if consent allows reading it."""
-        return await self._read(principal, document_id, "GetDocument")
+        return await self._read(principal, document_id, "GetDocument", break_glass)
 
     async def download(
-        self, principal: Principal, document_id: uuid.UUID
+        self, principal: Principal, document_id: uuid.UUID, break_glass: BreakGlass | None = None
     ) -> tuple[DocumentRecord, AsyncIterator[bytes]]:
         """The metadata and the content stream; the stream fails with DATA_LOSS if the bytes changed."""
-        record = await self._read(principal, document_id, "DownloadDocument")
+        record = await self._read(principal, document_id, "DownloadDocument", break_glass)
 
         data_key = await self._keys.data_key(record.holder_id) if record.sealed else b""
 
@@ -384,19 +448,23 @@ class DocumentService:
         cursor: PageCursor | None,
         page_size: int,
         order: DocumentOrder = DocumentOrder.SERVICE_TIME_DESC,
+        break_glass: BreakGlass | None = None,
     ) -> DocumentPage:
         """A page of the documents the caller may see, in ``order`` (newest document date first by default).
 
         A professional's search without a start date covers the last two years
-        (PRODUCT.md: "a professional's first automatic search").
+        (PRODUCT.md: "a professional's first automatic search"). In an emergency
+        (``break_glass``) the record is opened under break-glass: logged with the reason,
+        the holder and the treating physician told.
         """
-        await self._decide(
+        opened = await self._decide(
             principal,
             holder_id,
             consent_pb.ACTION_LIST,
             ItemFacts(kind=consent_pb.ITEM_KIND_SPACE),
             str(holder_id),
             operation="ListDocuments",
+            break_glass=break_glass,
         )
         if principal.role == "professional" and filters.since is None:
             since = dt.datetime.now(dt.UTC) - dt.timedelta(days=365 * self._professional_years)
@@ -412,11 +480,14 @@ class DocumentService:
         rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1, order)
         page, more = rows[:page_size], len(rows) > page_size
         decisions = await self._consent.decide_each(
-            principal, str(holder_id), consent_pb.ACTION_READ, [item_facts(record) for record in page]
+            principal,
+            str(holder_id),
+            break_glass.action if break_glass is not None else consent_pb.ACTION_READ,
+            [item_facts(record) for record in page],
+            break_glass.reason if break_glass is not None else "",
         )
         visible = [record for record, decision in zip(page, decisions, strict=True) if decision.allowed]
-        await access_log.append(
-            self._pool,
+        await self._log_allowed(
             NewEntry(
                 holder_id=holder_id,
                 actor=actor_record(principal),
@@ -426,6 +497,8 @@ class DocumentService:
                 item_id=str(holder_id),
                 outcome="allowed",
             ),
+            opened,
+            break_glass,
         )
         last = page[-1] if page else None
         next_token = (

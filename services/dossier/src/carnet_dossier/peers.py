@@ -104,7 +104,7 @@ class ConsentClient:
         return _decision(response)
 
     async def decide_each(
-        self, principal: Principal, holder_id: str, action: int, items: list[ItemFacts]
+        self, principal: Principal, holder_id: str, action: int, items: list[ItemFacts], break_glass_reason: str = ""
     ) -> list[Decision]:
         """Consent's decision for each item, in order, in one call."""
         if not items:
@@ -114,6 +114,7 @@ class ConsentClient:
             holder_id=holder_id,
             action=action,  # type: ignore[arg-type]
             items=[_item_attributes(item) for item in items],
+            break_glass_reason=break_glass_reason,
         )
         try:
             response = await self._stub.BatchDecide(request)

@@ -19,7 +19,7 @@ from carnet.dossier.v1 import resources_pb2 as res
 from carnet_dossier.access_log import Entry, EntryFilter, NewEntry
 from carnet_dossier.access_log_service import AccessLogService
 from carnet_dossier.agenda import AgendaEvent, AgendaService, Reminder
-from carnet_dossier.documents import DocumentService, HolderRef
+from carnet_dossier.documents import BreakGlass, DocumentService, HolderRef
 from carnet_dossier.domain import (
     Author,
     DocumentFormat,
@@ -52,6 +52,23 @@ _STATUS_TO_PROTO = {
     "deleted": res.DOCUMENT_STATUS_DELETED,
 }
 _PROTO_TO_STATUS = {value: key for key, value in _STATUS_TO_PROTO.items()}
+
+
+BREAK_GLASS_REASON_METADATA = "x-carnet-break-glass-reason-bin"
+EMERGENCY_REGULATION_METADATA = "x-carnet-emergency-regulation"
+
+
+def break_glass_of(context: Any) -> BreakGlass | None:
+    """An emergency read: the written reason (UTF-8, binary metadata) and whether by the regulation doctor."""
+    values = dict(context.invocation_metadata() or ())
+    raw = values.get(BREAK_GLASS_REASON_METADATA)
+    if raw is None:
+        return None
+    try:
+        reason = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+    except UnicodeDecodeError:
+        raise InvalidArgument("the break-glass reason is not UTF-8", field=BREAK_GLASS_REASON_METADATA) from None
+    return BreakGlass(reason.strip(), emergency_regulation=values.get(EMERGENCY_REGULATION_METADATA) == "1")
 
 
 def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -169,7 +186,9 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
     async def GetDocument(
         self, request: pb.GetDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> res.Document:
-        record = await self._documents.get(current_principal(), parse_uuid(request.document_id, "document_id"))
+        record = await self._documents.get(
+            current_principal(), parse_uuid(request.document_id, "document_id"), break_glass_of(context)
+        )
         return document_to_proto(record)
 
     async def ListDocuments(
@@ -199,6 +218,7 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
             decode_page_token(request.page_token, order),
             clamp_page_size(request.page_size),
             order,
+            break_glass_of(context),
         )
         return pb.ListDocumentsResponse(
             documents=[document_to_proto(r) for r in page.documents],
@@ -210,7 +230,7 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
         self, request: pb.DownloadDocumentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.DownloadDocumentResponse]:
         record, content = await self._documents.download(
-            current_principal(), parse_uuid(request.document_id, "document_id")
+            current_principal(), parse_uuid(request.document_id, "document_id"), break_glass_of(context)
         )
         yield pb.DownloadDocumentResponse(document=document_to_proto(record))
         buffer = b""
