@@ -779,30 +779,26 @@ async def test_outbox_relay_publishes_the_deposit_to_the_dossier_stream(
 # --- contract ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("method", "request_message", "streaming"),
-    [
-        pytest.param(
-            "ListProfileEntryRevisions", pb.ListProfileEntryRevisionsRequest(), False, id="ListProfileEntryRevisions"
-        ),
-    ],
-)
-async def test_methods_of_later_issues_answer_unimplemented(
-    client: Client, method: str, request_message: Any, streaming: bool
-) -> None:
-    holder_id = new_holder()
-    call = getattr(client.stub, method)(
-        request_message, metadata=client.auth(as_holder(holder_id)), timeout=CALL_TIMEOUT
+async def test_document_types_are_listed_with_french_labels_and_classes(client: Client) -> None:
+    me = as_holder(new_holder())
+    everything = await client.stub.ListDocumentTypes(pb.ListDocumentTypesRequest(), metadata=client.auth(me))
+    codes = {t.code: t for t in everything.document_types}
+    assert len(codes) >= 30 and everything.next_page_token == ""
+    assert (codes["11488-4"].display, codes["11488-4"].class_code) == ("Compte rendu de consultation", "REPORT")
+    assert codes["11502-2"].class_display == "Biologie" and codes["11502-2"].code_system == "http://loinc.org"
+    labs = await client.stub.ListDocumentTypes(pb.ListDocumentTypesRequest(class_code="LAB"), metadata=client.auth(me))
+    assert labs.document_types and {t.class_code for t in labs.document_types} == {"LAB"}
+    first = await client.stub.ListDocumentTypes(pb.ListDocumentTypesRequest(page_size=10), metadata=client.auth(me))
+    second = await client.stub.ListDocumentTypes(
+        pb.ListDocumentTypesRequest(page_size=10, page_token=first.next_page_token), metadata=client.auth(me)
     )
-
-    async def run() -> Any:
-        if streaming:
-            return [message async for message in call]
-        return await call
-
-    error = await rpc_failure(run())
-
-    assert error.code == grpc.StatusCode.UNIMPLEMENTED
+    assert [t.code for t in [*first.document_types, *second.document_types]] == [
+        t.code for t in everything.document_types
+    ][:20]
+    unknown = await rpc_failure(
+        client.stub.ListDocumentTypes(pb.ListDocumentTypesRequest(class_code="NOPE"), metadata=client.auth(me))
+    )
+    assert (unknown.code, unknown.metadata["field"]) == (grpc.StatusCode.INVALID_ARGUMENT, "class_code")
 
 
 # --- encryption at rest --------------------------------------------------------------
@@ -822,7 +818,12 @@ def downloaded(messages: list[pb.DownloadDocumentResponse]) -> bytes:
 
 
 async def test_rotating_the_master_key_rewraps_data_keys_without_touching_blobs(
-    run_dossier: Any, stub_for: Any, token_factory: TokenFactory, records: Records, master_key_file: Path, tmp_path: Path
+    run_dossier: Any,
+    stub_for: Any,
+    token_factory: TokenFactory,
+    records: Records,
+    master_key_file: Path,
+    tmp_path: Path,
 ) -> None:
     holder_id = new_holder()
     content = make_pdf("Grand document", [f"ligne {n} " * 20 for n in range(2000)])  # several segments

@@ -68,6 +68,18 @@ class Calls:
         )
         return document
 
+    async def allergy(self, holder_id: str, substance: str) -> res.ProfileEntry:
+        entry: res.ProfileEntry = await self.stub.CreateProfileEntry(
+            pb.CreateProfileEntryRequest(
+                entry=res.ProfileEntry(
+                    holder_id=holder_id, kind=res.PROFILE_ENTRY_KIND_ALLERGY, allergy=res.Allergy(substance=substance)
+                )
+            ),
+            metadata=self.auth(holder(holder_id)),
+            timeout=TIMEOUT,
+        )
+        return entry
+
     async def space(self, principal: Principal, holder_id: str) -> res.Space:
         space: res.Space = await self.stub.GetSpace(
             pb.GetSpaceRequest(holder_id=holder_id), metadata=self.auth(principal), timeout=TIMEOUT
@@ -134,6 +146,7 @@ async def test_deletion_shreds_the_key_at_once_then_the_purge_removes_everything
 ) -> None:
     holder_id, neighbour = str(uuid.uuid4()), str(uuid.uuid4())
     first = await calls.deposit(holder_id, "Un", make_pdf("Un", ["1"]))
+    await calls.allergy(holder_id, "Arachide")
     await calls.deposit(holder_id, "Deux", make_pdf("Deux", ["2"]), replaces_document_id=first.document_id)
     kept = await calls.deposit(neighbour, "Voisin", make_pdf("Voisin", ["v"]))
     folder = blob_dir / "documents" / holder_id
@@ -159,7 +172,14 @@ async def test_deletion_shreds_the_key_at_once_then_the_purge_removes_everything
     store = FilesystemObjectStore(blob_dir)
     assert await SpacePurger(dossier_pool, store).purge_once(batch=1000) >= 1
     assert not folder.exists() or list(folder.iterdir()) == []
-    for table in ("documents", "access_log", "access_log_heads", "access_log_organisations"):
+    for table in (
+        "documents",
+        "access_log",
+        "access_log_heads",
+        "access_log_organisations",
+        "profile_entries",
+        "profile_entry_revisions",
+    ):
         count = await dossier_pool.fetchval(
             f"SELECT count(*) FROM dossier.{table} WHERE holder_id = $1", uuid.UUID(holder_id)
         )
@@ -178,9 +198,10 @@ async def test_the_export_is_one_zip_of_what_the_holder_may_read(calls: Calls) -
     contents = {"Compte rendu opératoire": make_pdf("CR", ["x" * 5000]), "Ordonnance": make_pdf("Ord", ["y"])}
     deposited = {title: await calls.deposit(holder_id, title, content) for title, content in contents.items()}
     await calls.deposit(holder_id, "Résultat à annoncer", make_pdf("R", ["z"]), invisible_to_holder=True)
+    allergy = await calls.allergy(holder_id, "Pénicilline")
 
     info, archive_bytes = await calls.export(holder(holder_id), holder_id)
-    assert (info.content_type, info.document_count) == ("application/zip", 2)
+    assert (info.content_type, info.document_count, info.profile_entry_count) == ("application/zip", 2, 1)
     assert info.file_name.startswith("carnet-export-") and info.file_name.endswith(".zip")
     with zipfile.ZipFile(io.BytesIO(archive_bytes)) as archive:
         assert archive.testzip() is None
@@ -195,6 +216,8 @@ async def test_the_export_is_one_zip_of_what_the_holder_may_read(calls: Calls) -
         assert all(name.startswith("documents/") and name.endswith(".pdf") for name in names if "/" in name)
         log = json.loads(archive.read("access-log.json"))
         assert [entry["sequence"] for entry in log] == list(range(1, len(log) + 1))
+        [exported] = json.loads(archive.read("profile.json"))
+        assert (exported["entry_id"], exported["allergy"]["substance"]) == (allergy.entry_id, "Pénicilline")
         manifest = json.loads(archive.read("manifest.json"))
         assert (manifest["holder_id"], manifest["document_count"]) == (holder_id, 2)
         assert manifest["access_log_head_hash"]

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import json_format
+
 from carnet.dossier.v1 import dossier_service_pb2_grpc as pb_grpc
+from carnet_dossier import profile_store
 from carnet_dossier.access_log import seal_legacy_entries
 from carnet_dossier.access_log_service import AccessLogService
 from carnet_dossier.agenda import AgendaService
 from carnet_dossier.documents import DocumentService
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, IdentityClient
+from carnet_dossier.profile_service import ProfileService
+from carnet_dossier.profile_servicer import profile_entry_to_proto
 from carnet_dossier.servicer import SERVICE_NAME, DossierServicer, document_json
 from carnet_dossier.settings import DossierSettings
 from carnet_dossier.spaces import SpaceEvents, SpacePurger, SpaceService
@@ -59,11 +65,19 @@ async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = N
     sealed = await seal_legacy_entries(base.pool)
     if sealed:
         log.info("gave %d access log entries written before the hash chain their place in it", sealed)
-    # The methods of later issues are inherited from the generated base (UNIMPLEMENTED).
-    spaces = SpaceService(base.pool, blobs, keys, consent, document_json=document_json)
+
+    async def profile_part(holder_id: uuid.UUID) -> dict[str, Any]:
+        entries = await profile_store.entries_of_holder(base.pool, holder_id)
+        as_json = [
+            json_format.MessageToDict(profile_entry_to_proto(e), preserving_proto_field_name=True) for e in entries
+        ]
+        return {"profile.json": as_json}
+
+    spaces = SpaceService(base.pool, blobs, keys, consent, document_json=document_json, extra_parts=profile_part)
     agenda = AgendaService(base.pool, consent)
-    servicer = DossierServicer(  # type: ignore[abstract]
-        documents, AccessLogService(base.pool, consent), spaces=spaces, agenda=agenda
+    profile = ProfileService(base.pool, consent)
+    servicer = DossierServicer(
+        documents, AccessLogService(base.pool, consent), spaces=spaces, agenda=agenda, profile=profile
     )
     space_events = SpaceEvents(base.pool, keys).consumer(base.redis, stream=settings.identity_events_stream)
     purger = SpacePurger(base.pool, blobs, interval_seconds=settings.purge_interval_seconds)
@@ -71,7 +85,9 @@ async def build(settings: DossierSettings, *, verifier: TokenVerifier | None = N
     app = ServiceApp(
         name="dossier",
         settings=settings,
-        services=[GrpcService(SERVICE_NAME, lambda server: pb_grpc.add_DossierServiceServicer_to_server(servicer, server))],
+        services=[
+            GrpcService(SERVICE_NAME, lambda server: pb_grpc.add_DossierServiceServicer_to_server(servicer, server))
+        ],
         verifier=base.verifier,
         background=[relay.run, _rewrapper(keys), space_events.run, purger.run, agenda.run_reminders],
         resources=base.resources,

@@ -29,8 +29,11 @@ from carnet_dossier.domain import (
     parse_uuid,
     validate_new_document,
 )
+from carnet_dossier.profile_service import ProfileService
+from carnet_dossier.profile_servicer import ProfileRpcs
 from carnet_dossier.spaces import SpaceService
 from carnet_dossier.store import DocumentFilter, DocumentRecord
+from carnet_dossier.valuesets import CLASS_LABELS, DOCUMENT_CLASSES, DOCUMENT_TYPES, LOINC_SYSTEM
 from carnet_kit.auth import current_principal
 from carnet_kit.errors import InvalidArgument
 
@@ -52,6 +55,15 @@ _STATUS_TO_PROTO = {
     "deleted": res.DOCUMENT_STATUS_DELETED,
 }
 _PROTO_TO_STATUS = {value: key for key, value in _STATUS_TO_PROTO.items()}
+
+
+def _offset_token(token: str) -> int:
+    """The position a page token of a fixed list points at."""
+    if not token:
+        return 0
+    if not token.isdigit():
+        raise InvalidArgument("page_token is not valid", field="page_token", reason="PAGE_TOKEN_INVALID")
+    return int(token)
 
 
 BREAK_GLASS_REASON_METADATA = "x-carnet-break-glass-reason-bin"
@@ -125,7 +137,7 @@ def document_to_proto(record: DocumentRecord) -> res.Document:
     )
 
 
-class DossierServicer(pb_grpc.DossierServiceServicer):
+class DossierServicer(ProfileRpcs, pb_grpc.DossierServiceServicer):
     """gRPC face of the dossier's document use cases."""
 
     def __init__(
@@ -135,11 +147,13 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
         *,
         spaces: SpaceService,
         agenda: AgendaService,
+        profile: ProfileService,
     ) -> None:
         self._documents = documents
         self._access_logs = access_logs
         self._spaces = spaces
         self._agenda = agenda
+        self._profile = profile
 
     async def DepositDocument(
         self, request_iterator: AsyncIterator[pb.DepositDocumentRequest], context: grpc.aio.ServicerContext[Any, Any]
@@ -241,6 +255,32 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
                 buffer = buffer[CHUNK_SIZE:]
         if buffer:
             yield pb.DownloadDocumentResponse(chunk=buffer)
+
+    async def ListDocumentTypes(
+        self, request: pb.ListDocumentTypesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListDocumentTypesResponse:
+        if request.class_code and request.class_code not in DOCUMENT_CLASSES:
+            raise InvalidArgument(f"unknown class {request.class_code!r}", field="class_code", reason="UNKNOWN_CLASS_CODE")
+        types = sorted(
+            (t for t in DOCUMENT_TYPES.values() if not request.class_code or t.default_class == request.class_code),
+            key=lambda t: (t.default_class, t.label_fr),
+        )
+        start = _offset_token(request.page_token)
+        size = clamp_page_size(request.page_size, default=100, maximum=1000)
+        page = types[start : start + size]
+        return pb.ListDocumentTypesResponse(
+            document_types=[
+                res.DocumentType(
+                    code=t.code,
+                    code_system=LOINC_SYSTEM,
+                    display=t.label_fr,
+                    class_code=t.default_class,
+                    class_display=CLASS_LABELS.get(t.default_class, t.default_class),
+                )
+                for t in page
+            ],
+            next_page_token=str(start + size) if start + size < len(types) else "",
+        )
 
     # ---- changes after the deposit
 
@@ -360,6 +400,7 @@ class DossierServicer(pb_grpc.DossierServiceServicer):
                 file_name=export.file_name,
                 content_type="application/zip",
                 document_count=export.document_count,
+                profile_entry_count=export.profile_entry_count,
                 create_time=_timestamp(export.created_at),
             )
         )

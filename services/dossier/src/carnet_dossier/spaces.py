@@ -64,7 +64,15 @@ _OPEN_STATES = frozenset(
     }
 )
 # Rows of a deleted space, removed by the purge (the key's tombstone stays in holder_keys).
-HOLDER_TABLES = ("access_log_organisations", "access_log_heads", "access_log", "agenda_events", "documents")
+HOLDER_TABLES = (
+    "access_log_organisations",
+    "access_log_heads",
+    "access_log",
+    "agenda_events",
+    "profile_entry_revisions",
+    "profile_entries",
+    "documents",
+)
 EXPORTERS = frozenset({"holder", "representative", "helper"})
 
 
@@ -246,6 +254,7 @@ class Export:
     document_count: int
     created_at: dt.datetime
     chunks: AsyncIterator[bytes]
+    profile_entry_count: int = 0
 
 
 class SpaceService:
@@ -348,6 +357,7 @@ class SpaceService:
             document_count=len(readable),
             created_at=now,
             chunks=self._zip(holder_id, readable, data_key, extra, now, entry.entry_hash),
+            profile_entry_count=len(extra.get("profile.json", [])),
         )
 
     async def _zip(

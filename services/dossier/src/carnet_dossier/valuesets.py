@@ -33,6 +33,23 @@ DOCUMENT_CLASSES: frozenset[str] = frozenset(
     }
 )
 
+CLASS_LABELS: dict[str, str] = {
+    "SYNTH": "Synthèse",
+    "PSY_SYNTHESIS": "Synthèse psychiatrique",
+    "REPORT": "Compte rendu",
+    "PRESCRIPTION": "Prescription",
+    "LAB": "Biologie",
+    "IMAGING": "Imagerie",
+    "CERTIFICATE": "Certificat",
+    "VACCINATION": "Vaccination",
+    "PREVENTION": "Prévention",
+    "ADMIN": "Document administratif",
+    "HOLDER": "Document déposé par le titulaire",
+}
+"""French label of each class."""
+
+LOINC_SYSTEM = "http://loinc.org"
+
 _TYPES = (
     DocumentType("11488-4", "Compte rendu de consultation", "REPORT"),
     DocumentType("11490-0", "Lettre de liaison à la sortie", "REPORT"),
