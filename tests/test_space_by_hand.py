@@ -54,6 +54,39 @@ def test_agenda_space_and_export_through_the_gateway(platform: Platform) -> None
         assert (bad.status_code, bad.json()["field"]) == (400, "agenda_event.start_time")
         assert http.delete(f"/api/v1/agenda/{event['agenda_event_id']}", headers=camille).status_code == 204
 
+        for kind, value, unit in (("MEASUREMENT_TYPE_WEIGHT", 61.5, "kg"), ("MEASUREMENT_TYPE_HEIGHT", 168, "cm")):
+            added = http.post(
+                "/api/v1/profile",
+                json={
+                    "entry": {
+                        "kind": "PROFILE_ENTRY_KIND_MEASUREMENT",
+                        "measurement": {"type": kind, "value": value, "unit": unit},
+                    }
+                },
+                headers=camille,
+            )
+            assert added.status_code == 201, added.text
+        implausible = http.post(
+            "/api/v1/profile",
+            json={
+                "entry": {
+                    "kind": "PROFILE_ENTRY_KIND_MEASUREMENT",
+                    "measurement": {"type": "MEASUREMENT_TYPE_WEIGHT", "value": 900, "unit": "kg"},
+                }
+            },
+            headers=camille,
+        )
+        assert (implausible.status_code, implausible.json()["reason"]) == (400, "MEASUREMENT_OUT_OF_RANGE")
+        assert implausible.json()["field"] == "entry.measurement.value"
+        measures = http.get(
+            "/api/v1/profile",
+            params={"kinds": "PROFILE_ENTRY_KIND_MEASUREMENT", "measurement_type": "MEASUREMENT_TYPE_BMI"},
+            headers=camille,
+        )
+        assert measures.status_code == 200, measures.text
+        [bmi] = measures.json()["entries"]
+        assert bmi["source"] == "ENTRY_SOURCE_DERIVED" and bmi["measurement"]["value"] == 21.8
+
         space = http.get("/api/v1/space", headers=camille)
         assert space.status_code == 200, space.text
         assert space.json()["state"] == "SPACE_STATE_OPEN"

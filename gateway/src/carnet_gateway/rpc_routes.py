@@ -59,6 +59,21 @@ def _set(message: Message, dotted: str, value: Any) -> None:
     if message_type is not None and message_type.full_name == "google.protobuf.Timestamp" and isinstance(value, str):
         getattr(target, leaf).CopyFrom(parse_timestamp(value, leaf))
         return
+    if field_descriptor.is_repeated and isinstance(value, str):
+        # A repeated field in a query: comma-separated values (enum names for enums).
+        items: list[Any] = [item.strip() for item in value.split(",") if item.strip()]
+        if field_descriptor.enum_type is not None:
+            numbers = []
+            for item in items:
+                enum_value = field_descriptor.enum_type.values_by_name.get(item)
+                if enum_value is None:
+                    raise InvalidArgument(
+                        f"{leaf} must be among {[v.name for v in field_descriptor.enum_type.values]}", field=leaf
+                    )
+                numbers.append(enum_value.number)
+            items = numbers
+        getattr(target, leaf).extend(items)
+        return
     if field_descriptor.enum_type is not None and isinstance(value, str):
         enum_value = field_descriptor.enum_type.values_by_name.get(value)
         if enum_value is None:
