@@ -156,21 +156,25 @@ async def append(
         raise ValueError(f"unknown outcome {new.outcome!r}")
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn, conn.transaction():
-            entry = await _append(conn, new, now)
-            if notify_holder or notify_treating_physician:
-                await _alert(conn, entry, _ALERT_KINDS.get(entry.action, 0), notify_holder, notify_treating_physician)
-            return entry
+            return await _append(conn, new, now, notify_holder, notify_treating_physician)
+    if db.is_in_transaction():  # the caller's transaction (a deposit's): no savepoint needed
+        return await _append(db, new, now, notify_holder, notify_treating_physician)
     async with db.transaction():
-        entry = await _append(db, new, now)
-        if notify_holder or notify_treating_physician:
-            await _alert(db, entry, _ALERT_KINDS.get(entry.action, 0), notify_holder, notify_treating_physician)
-        return entry
+        return await _append(db, new, now, notify_holder, notify_treating_physician)
 
 
-async def _append(conn: asyncpg.Connection, new: NewEntry, now: dt.datetime | None) -> Entry:
-    await conn.execute("INSERT INTO access_log_heads (holder_id) VALUES ($1) ON CONFLICT DO NOTHING", new.holder_id)
+async def _append(
+    conn: asyncpg.Connection,
+    new: NewEntry,
+    now: dt.datetime | None,
+    notify_holder: bool,
+    notify_treating_physician: bool,
+) -> Entry:
+    # One statement creates the head if needed and locks it (ON CONFLICT DO UPDATE locks the row).
     head = await conn.fetchrow(
-        "SELECT sequence, head_hash FROM access_log_heads WHERE holder_id = $1 FOR UPDATE", new.holder_id
+        "INSERT INTO access_log_heads (holder_id) VALUES ($1)"
+        " ON CONFLICT (holder_id) DO UPDATE SET holder_id = EXCLUDED.holder_id RETURNING sequence, head_hash",
+        new.holder_id,
     )
     occur = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     entry = Entry(
@@ -182,13 +186,25 @@ async def _append(conn: asyncpg.Connection, new: NewEntry, now: dt.datetime | No
     if not entry.trace_id:
         entry = dataclasses.replace(entry, trace_id=_current_trace_id())
     entry = dataclasses.replace(entry, entry_hash=chain_hash(entry))
-    entry_id = await conn.fetchval(
+    organisation = str(entry.actor.get("organisation_id") or "") if entry.outcome == "allowed" else ""
+    # And one statement writes the entry, moves the head and notes an organisation new to the holder.
+    row = await conn.fetchrow(
         """
-        INSERT INTO access_log (
-            holder_id, sequence, actor, actor_display_name, action, operation, service, item_kind, item_id,
-            item_label, outcome, reason, break_glass_reason, created_at, trace_id, previous_hash, entry_hash)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-        RETURNING entry_id
+        WITH written AS (
+            INSERT INTO access_log (
+                holder_id, sequence, actor, actor_display_name, action, operation, service, item_kind, item_id,
+                item_label, outcome, reason, break_glass_reason, created_at, trace_id, previous_hash, entry_hash)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+            RETURNING entry_id
+        ), head AS (
+            UPDATE access_log_heads SET sequence = $2, head_hash = $17 WHERE holder_id = $1
+        ), first_access AS (
+            INSERT INTO access_log_organisations (holder_id, organisation_id, first_entry_id, first_seen_at)
+            SELECT $1, $18, entry_id, $14 FROM written WHERE $18 <> ''
+            ON CONFLICT DO NOTHING
+            RETURNING organisation_id
+        )
+        SELECT (SELECT entry_id FROM written) AS entry_id, (SELECT count(*) FROM first_access) AS new_organisation
         """,
         entry.holder_id,
         entry.sequence,
@@ -207,32 +223,14 @@ async def _append(conn: asyncpg.Connection, new: NewEntry, now: dt.datetime | No
         entry.trace_id,
         entry.previous_hash,
         entry.entry_hash,
-    )
-    await conn.execute(
-        "UPDATE access_log_heads SET sequence = $2, head_hash = $3 WHERE holder_id = $1",
-        entry.holder_id,
-        entry.sequence,
-        entry.entry_hash,
-    )
-    entry = dataclasses.replace(entry, entry_id=entry_id)
-    await _alert_if_new_organisation(conn, entry)
-    return entry
-
-
-async def _alert_if_new_organisation(conn: asyncpg.Connection, entry: Entry) -> None:
-    organisation = str(entry.actor.get("organisation_id") or "")
-    if not organisation or entry.outcome != "allowed":
-        return
-    first = await conn.fetchval(
-        "INSERT INTO access_log_organisations (holder_id, organisation_id, first_entry_id, first_seen_at)"
-        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING first_entry_id",
-        entry.holder_id,
         organisation,
-        entry.entry_id,
-        entry.occur_time,
     )
-    if first is not None:
+    entry = dataclasses.replace(entry, entry_id=row["entry_id"])
+    if row["new_organisation"]:
         await _alert(conn, entry, events_pb2.ACCESS_ALERT_KIND_NEW_ORGANISATION, True, False)
+    if notify_holder or notify_treating_physician:
+        await _alert(conn, entry, _ALERT_KINDS.get(entry.action, 0), notify_holder, notify_treating_physician)
+    return entry
 
 
 async def _alert(

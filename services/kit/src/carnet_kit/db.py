@@ -61,6 +61,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _reset_connection(conn: asyncpg.Connection) -> None:
+    """Nothing more than asyncpg always does (roll back an open transaction, drop listeners).
+
+    asyncpg's default also sends ``RESET ALL`` (and unlisten/unlock/close-all) after every
+    use: a round trip per acquisition for session state Carnet never sets (the search path
+    comes from the connection's server settings; advisory locks are released where taken).
+    """
+    del conn
+
+
 async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections see ``schema`` first on their search path."""
     if not _SCHEMA_NAME.match(schema):
@@ -70,6 +80,7 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_reset_connection,
         server_settings={"search_path": f"{schema},public", "application_name": f"carnet-{schema}"},
         command_timeout=30,
     )
