@@ -53,7 +53,9 @@ GATEWAY_DRAIN_SECONDS = 10
 """The gateway's uvicorn drain after SIGTERM (``timeout_graceful_shutdown`` in carnet_gateway)."""
 PARTS = (*GRPC_PORTS, "gateway")
 SOURCE_DIRS = {**{part: f"services/{part}" for part in GRPC_PORTS}, "gateway": "gateway"}
-BLOB_PARTS = ("dossier", "imaging")
+BLOB_PARTS = ("dossier", "imaging", "notify")
+KEY_PARTS = ("dossier", "notify")
+"""Parts that seal blobs with the master keys (dossier's documents, notify's attachments)."""
 
 SETTINGS_CLASSES = {
     "identity": "carnet_identity.settings:IdentitySettings",
@@ -457,7 +459,7 @@ def test_compose_depends_on_waits_for_health_without_cycles() -> None:
 
     for part in GRPC_PORTS:
         assert {"postgres", "redis"} <= healthy(part)
-    assert {"minio"} <= healthy("dossier") and {"minio"} <= healthy("imaging")
+    assert all({"minio"} <= healthy(part) for part in BLOB_PARTS)
     assert {"mailpit"} <= healthy("notify")
     assert set(GRPC_PORTS) | {"redis"} <= healthy("gateway")
 
@@ -500,6 +502,7 @@ def test_env_file_points_every_address_at_the_compose_services() -> None:
     assert {compose()["services"][part]["environment"]["CARNET_S3_BUCKET"] for part in BLOB_PARTS} == {
         "carnet-documents",
         "carnet-images",
+        "carnet-attachments",
     }
 
 
@@ -769,8 +772,8 @@ def test_every_pod_and_container_is_non_root_read_only_and_unprivileged(rendered
             assert context.get("privileged", False) is False, part
             mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
             assert mounts.get("/tmp") in tmp_volumes, f"{part} has no emptyDir at /tmp"
-            # Besides /tmp, only dossier's master keys, read-only (checked in detail below).
-            extra = {"/etc/carnet/master-keys"} if part == "dossier" else set()
+            # Besides /tmp, only the master keys of the parts sealing blobs, read-only (checked in detail below).
+            extra = {"/etc/carnet/master-keys"} if part in KEY_PARTS else set()
             assert set(mounts) == {"/tmp"} | extra, f"{part} mounts more than /tmp"
             assert all(mount.get("readOnly") for mount in container["volumeMounts"] if mount["mountPath"] in extra)
 
@@ -886,15 +889,15 @@ def test_ingress_is_off_by_default_and_routes_to_the_gateway_when_on(helm: str) 
     assert ingress["spec"]["rules"][0]["host"] == "carnet.invalid"
 
 
-def test_dossier_reads_its_master_keys_from_a_mounted_secret(rendered: list[dict[str, Any]]) -> None:
+def test_the_parts_sealing_blobs_read_the_master_keys_from_a_mounted_secret(rendered: list[dict[str, Any]]) -> None:
     values = chart_values()["masterKeys"]
     for name, deployment in objects(rendered, "Deployment").items():
         spec = deployment["spec"]["template"]["spec"]
         (container,) = spec["containers"]
         volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
         mounts = {mount["name"]: mount for mount in container.get("volumeMounts", [])}
-        if part_of(deployment) != "dossier":
-            assert "master-keys" not in volumes and "master-keys" not in mounts, f"{name} mounts dossier's keys"
+        if part_of(deployment) not in KEY_PARTS:
+            assert "master-keys" not in volumes and "master-keys" not in mounts, f"{name} mounts the master keys"
             continue
         secret = volumes["master-keys"]["secret"]
         assert secret["secretName"] == values["existingSecret"]
@@ -906,11 +909,15 @@ def test_dossier_reads_its_master_keys_from_a_mounted_secret(rendered: list[dict
         assert environ["CARNET_MASTER_KEY_FILE"] == mount["mountPath"] + "/master-keys"
 
 
-def test_compose_gives_dossier_its_master_keys_as_a_secret_file() -> None:
+def test_compose_gives_the_parts_sealing_blobs_the_master_keys_as_a_secret_file() -> None:
     document = compose()
     assert document["secrets"]["master-keys"]["file"] == "./master-keys"
-    assert document["services"]["dossier"]["secrets"] == ["master-keys"]
-    assert compose_environment("dossier")["CARNET_MASTER_KEY_FILE"] == "/run/secrets/master-keys"
+    for part in PARTS:
+        if part in KEY_PARTS:
+            assert document["services"][part]["secrets"] == ["master-keys"], part
+            assert compose_environment(part)["CARNET_MASTER_KEY_FILE"] == "/run/secrets/master-keys"
+        else:
+            assert "secrets" not in document["services"][part], f"{part} gets the master keys"
     ignored = (REPO / ".gitignore").read_text().split()
     assert "infra/compose/master-keys" in ignored, "the local key file must never be committed"
 

@@ -1,4 +1,9 @@
-"""Fixtures of notify's tests: a real SMTP server (aiosmtpd), a real HTTP webhook receiver, the app, stubs."""
+"""Fixtures of notify's tests: a real SMTP server (aiosmtpd), a real HTTP webhook receiver, the app, stubs.
+
+The app keeps attachments in a filesystem object store in a temporary directory, sealed
+with a fresh master key ring; identity is pointed at a port nobody serves unless a test
+starts one.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,6 +28,7 @@ from aiosmtpd.controller import Controller
 from carnet.notify.v1 import notify_service_pb2_grpc
 from carnet_kit.auth import Principal
 from carnet_kit.config import HostPort
+from carnet_kit.crypto import new_master_key_line
 from carnet_kit.server import ServiceApp
 from carnet_kit.testing import TokenFactory, free_port
 from carnet_notify.app import build
@@ -217,15 +224,34 @@ SMS_SECRET = "sms-provider-token"
 
 
 @pytest.fixture
-def base_settings(database_url: str, redis_url: str) -> NotifySettings:
+def master_key_file(tmp_path: Path) -> Path:
+    """A fresh master key ring with one key, ``k1``."""
+    path = tmp_path / "master-keys"
+    path.write_text(new_master_key_line("k1") + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def blob_dir(tmp_path: Path) -> Path:
+    """Where notify's filesystem object store keeps the sealed attachments."""
+    return tmp_path / "notify-blobs"
+
+
+@pytest.fixture
+def base_settings(database_url: str, redis_url: str, master_key_file: Path, blob_dir: Path) -> NotifySettings:
     return NotifySettings(
         grpc_listen=HostPort("127.0.0.1", 0),
         database_url=database_url,
         redis_url=redis_url,
         profile="test",
+        identity_addr=HostPort("127.0.0.1", free_port()),
         smtp_host="127.0.0.1",
         smtp_port=1,
         mail_from=MAIL_FROM,
+        blob_store="fs",
+        blob_dir=blob_dir,
+        master_key_file=master_key_file,
         smtp_timeout_seconds=2.0,
         max_delivery_attempts=5,
         retry_initial_seconds=0.2,

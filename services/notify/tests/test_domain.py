@@ -146,6 +146,8 @@ BASE_ENV = {
     "CARNET_SMTP_HOST": "127.0.0.1",
     "CARNET_SMTP_PORT": "2525",
     "CARNET_MAIL_FROM": "ne-pas-repondre@carnet.test",
+    "CARNET_MASTER_KEY_FILE": "/run/secrets/master-keys",
+    "CARNET_BLOB_DIR": "/var/lib/carnet/notify",
 }
 
 
@@ -153,6 +155,7 @@ def test_settings_load_from_the_environment() -> None:
     settings = load(NotifySettings, BASE_ENV)
     assert settings.smtp_port == 2525 and settings.mail_from == "ne-pas-repondre@carnet.test"
     assert settings.dossier_events_stream == "carnet:events:dossier"
+    assert settings.max_attachment_bytes == 10 * 1024 * 1024 and settings.blob_store == "fs"
 
 
 @pytest.mark.parametrize(
@@ -163,6 +166,9 @@ def test_settings_load_from_the_environment() -> None:
         ({"CARNET_SMTP_PORT": "70000"}, "CARNET_SMTP_PORT"),
         ({"CARNET_MAX_DELIVERY_ATTEMPTS": "0"}, "CARNET_MAX_DELIVERY_ATTEMPTS"),
         ({"CARNET_SMTP_USERNAME": "relay"}, "CARNET_SMTP_PASSWORD"),
+        ({"CARNET_MASTER_KEY_FILE": None}, "CARNET_MASTER_KEY_FILE"),
+        ({"CARNET_BLOB_DIR": None}, "CARNET_BLOB_DIR"),
+        ({"CARNET_MAX_ATTACHMENT_BYTES": "10"}, "CARNET_MAX_ATTACHMENT_BYTES"),
     ],
 )
 def test_bad_settings_name_the_variable(change: dict[str, str | None], variable: str) -> None:

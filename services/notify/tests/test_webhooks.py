@@ -346,6 +346,8 @@ BASE_ENV = {
     "CARNET_SMTP_HOST": "127.0.0.1",
     "CARNET_SMTP_PORT": "2525",
     "CARNET_MAIL_FROM": "ne-pas-repondre@carnet.test",
+    "CARNET_MASTER_KEY_FILE": "/run/secrets/master-keys",
+    "CARNET_BLOB_DIR": "/var/lib/carnet/notify",
 }
 
 

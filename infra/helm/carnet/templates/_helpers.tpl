@@ -81,6 +81,7 @@ Call with (dict "root" $ "drainSeconds" <seconds the process needs after SIGTERM
 
 {{/*
 Pod-level settings shared by every part. Call with (dict "root" $ "part" "identity").
+Dossier (documents) and notify (attachments) also mount the master keys that seal blobs.
 */}}
 {{- define "carnet.podSpecCommon" -}}
 {{- $v := .root.Values -}}
@@ -117,7 +118,7 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ $v.tmpVolume.sizeLimit }}
-{{- if eq .part "dossier" }}
+{{- if has .part (list "dossier" "notify") }}
   - name: master-keys
     secret:
       secretName: {{ required "masterKeys.existingSecret is required" $v.masterKeys.existingSecret }}
@@ -139,7 +140,7 @@ securityContext:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
-{{- if eq .part "dossier" }}
+{{- if has .part (list "dossier" "notify") }}
   - name: master-keys
     mountPath: /etc/carnet/master-keys
     readOnly: true

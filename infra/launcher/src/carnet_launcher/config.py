@@ -76,7 +76,8 @@ class Settings:
     mailbox_dir: Path
     secrets_dir: Path
     master_key_file: Path
-    """Dossier's master keys; the launcher makes one on first start unless the user names a file."""
+    """The master keys sealing dossier's documents and notify's attachments (one ring, given
+    to every service); the launcher makes one on first start unless the user names a file."""
 
     @classmethod
     def resolve(cls, data: DataDir, environ: Mapping[str, str] | None = None) -> Settings:

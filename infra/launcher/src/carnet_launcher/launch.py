@@ -174,9 +174,10 @@ def _prepare(settings: Settings) -> None:
 
 
 def _ensure_master_key(path: Path) -> None:
-    """Dossier's master key ring, made once and kept with the data.
+    """The master key ring, made once and kept with the data.
 
-    One line ``<id>:<base64 of 32 random bytes>``, readable by its owner only.
+    It seals dossier's documents and notify's attachments. One line
+    ``<id>:<base64 of 32 random bytes>``, readable by its owner only.
     """
     if path.exists():
         return

@@ -1,10 +1,14 @@
-"""Wiring of the notify service: pool, migrations, verifier, senders, delivery worker, event intake, gRPC."""
+"""Wiring of the notify service: pool, migrations, verifier, senders, delivery worker, event intake,
+secure messaging (object store, attachment keys, identity and dossier), gRPC."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -12,12 +16,18 @@ from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.bootstrap import open_foundations
 from carnet_kit.config import env_name
+from carnet_kit.objectstore import object_store_from_settings
 from carnet_kit.outbox import StreamConsumer
 from carnet_kit.server import GrpcService, ServiceApp
+from carnet_notify.attachment_keys import AttachmentKeys
+from carnet_notify.attachments import AttachmentService
 from carnet_notify.delivery import ChannelSender, DeliveryWorker, EmailSender, SmtpTransport
 from carnet_notify.domain import RecipientRateLimit, RetryPolicy
 from carnet_notify.events import CONSUMER_GROUP, dossier_event_handler
 from carnet_notify.kinds import Channel
+from carnet_notify.messaging_service import MessagingService
+from carnet_notify.messaging_store import MessagingStore
+from carnet_notify.peers import DossierRecord, HolderContacts
 from carnet_notify.servicer import NotifyServicer
 from carnet_notify.settings import NotifySettings
 from carnet_notify.store import SCHEMA, NotifyStore
@@ -25,6 +35,7 @@ from carnet_notify.webhooks import WebhookSender
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = notify_service_pb2.DESCRIPTOR.services_by_name["NotifyService"].full_name
+log = logging.getLogger(__name__)
 
 
 def consumer_name() -> str:
@@ -32,8 +43,21 @@ def consumer_name() -> str:
     return f"notify-{socket.gethostname()}-{os.getpid()}"
 
 
+def _rewrapper(keys: AttachmentKeys) -> Callable[[], Coroutine[Any, Any, None]]:
+    """At start, rewrap the data keys still wrapped by a retired master key (nothing to do otherwise)."""
+
+    async def rewrap() -> None:
+        if not keys.ring.retired:
+            return
+        done = await keys.rewrap()
+        log.info("rewrapped %d attachment data keys under master key %s", done, keys.ring.current.key_id)
+
+    return rewrap
+
+
 async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = None) -> ServiceApp:
     """Everything the notify process runs."""
+    ring = settings.master_keys()  # before connecting anywhere: a bad key file stops the start at once
     base = await open_foundations(settings, SCHEMA, MIGRATIONS, outbox=True, verifier=verifier)
     store = NotifyStore(base.pool)
     smtp = SmtpTransport(
@@ -73,8 +97,25 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
     consumer = StreamConsumer(
         base.redis, settings.dossier_events_stream, CONSUMER_GROUP, consumer_name(), dossier_event_handler(store)
     )
+    blobs = object_store_from_settings(settings)
+    base.resources.push_async_callback(blobs.close)
+    dossier = DossierRecord(settings)
+    base.resources.push_async_callback(dossier.close)
+    keys = AttachmentKeys(base.pool, ring)
+    messaging_store = MessagingStore(base.pool)
+    attachments = AttachmentService(messaging_store, blobs, keys, dossier, max_bytes=settings.max_attachment_bytes)
+    messaging = MessagingService(
+        messaging_store,
+        store,
+        attachments,
+        HolderContacts(base.identity, timeout=settings.call_timeout_seconds),
+        on_new_deliveries=worker.wake,
+        unavailable=unavailable,
+    )
     # The methods of later issues answer UNIMPLEMENTED through the generated base class.
-    servicer = NotifyServicer(store, on_new_deliveries=worker.wake, unavailable=unavailable)  # type: ignore[abstract]
+    servicer = NotifyServicer(  # type: ignore[abstract]
+        store, on_new_deliveries=worker.wake, unavailable=unavailable, messaging=messaging, attachments=attachments
+    )
     service = GrpcService(
         full_name=SERVICE_NAME,
         add_to_server=lambda server: notify_service_pb2_grpc.add_NotifyServiceServicer_to_server(servicer, server),
@@ -84,6 +125,6 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         settings=settings,
         services=[service],
         verifier=base.verifier,
-        background=[worker.run, consumer.run],
+        background=[worker.run, consumer.run, _rewrapper(keys)],
         resources=base.resources,
     )

@@ -26,6 +26,7 @@ CHANNELS_BY_KIND: Mapping[Kind, tuple[Channel, ...]] = {
     Kind.ONE_TIME_CODE: (Channel.EMAIL, Channel.SMS),
     Kind.ACTIVATION_NOTICE: (Channel.EMAIL, Channel.LETTER),
     Kind.NEW_DOCUMENT: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
+    Kind.NEW_MESSAGE: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
 }
 """Channels each kind can use today (each has its template in ``templates.py``)."""
 
@@ -38,6 +39,7 @@ reached by, in this order (PRODUCT.md: codes "by email or SMS", notices "by emai
 
 DEFAULT_CHANNELS: Mapping[Kind, tuple[Channel, ...]] = {
     Kind.NEW_DOCUMENT: (Channel.IN_APP, Channel.EMAIL),
+    Kind.NEW_MESSAGE: (Channel.IN_APP, Channel.EMAIL),
 }
 """Channels of the other kinds when the intent names none; SMS and push go only when asked for."""
 

@@ -15,6 +15,7 @@ from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc, resour
 from carnet_kit.auth import current_principal, require_role
 from carnet_kit.errors import InvalidArgument, NotFound
 from carnet_kit.telemetry import ATTR_HOLDER_ID
+from carnet_notify.attachments import AttachmentService
 from carnet_notify.domain import (
     OPTIONAL_CHANNELS,
     ChannelChoiceChange,
@@ -33,6 +34,8 @@ from carnet_notify.domain import (
     visible_parameters,
 )
 from carnet_notify.kinds import PROVIDER_CHANNELS, Channel, DeliveryState, Kind
+from carnet_notify.messaging_service import MessagingService
+from carnet_notify.messaging_servicer import MessagingRpcs
 from carnet_notify.store import DeliveryFilter, DeliveryRecord, InboxItemRecord, NotificationRecord, NotifyStore
 
 INBOX_PAGE_DEFAULT, INBOX_PAGE_MAX = 50, 500
@@ -165,15 +168,20 @@ def _preferences_proto(preferences: RecipientPreferences) -> resources_pb2.Prefe
     )
 
 
-class NotifyServicer(notify_service_pb2_grpc.NotifyServiceServicer):
-    """Notifications, deliveries, the inbox and preferences; messaging and reminders come later."""
+class NotifyServicer(MessagingRpcs, notify_service_pb2_grpc.NotifyServiceServicer):
+    """Notifications, deliveries, the inbox, preferences and secure messaging; reminders come later."""
 
     def __init__(
         self,
         store: NotifyStore,
         on_new_deliveries: Callable[[], None],
         unavailable: Mapping[Channel, str] | None = None,
+        *,
+        messaging: MessagingService,
+        attachments: AttachmentService,
     ) -> None:
+        self._messaging = messaging
+        self._attachments = attachments
         self._store = store
         self._on_new_deliveries = on_new_deliveries
         self._unavailable = dict(unavailable or {})

@@ -5,17 +5,20 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import urllib.parse
+from pathlib import Path
 from typing import Literal
 
 from carnet_kit.config import ConfigError, env_name
+from carnet_kit.crypto import MasterKeyRing
 from carnet_kit.outbox import stream_name
-from carnet_kit.settings import ServiceSettings
+from carnet_kit.settings import BlobStoreSettings, ServiceSettings
 from carnet_notify.domain import is_email_address
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NotifySettings(ServiceSettings):
-    """What the notify service needs: the SMTP relay, the sender, the SMS and push webhooks, retries, rate limit.
+class NotifySettings(ServiceSettings, BlobStoreSettings):
+    """What the notify service needs: the SMTP relay, the sender, the SMS and push webhooks, retries, rate limit,
+    and for secure messaging the object store and master keys of the attachments.
 
     Without a webhook URL its channel is unavailable: its deliveries are SUPPRESSED
     (and an intent with no other channel is refused), the service starts all the same.
@@ -25,6 +28,10 @@ class NotifySettings(ServiceSettings):
     smtp_port: int
     mail_from: str
     """The platform's one sender address; no other is ever used."""
+    master_key_file: Path
+    """Master keys wrapping the data keys of attachments: ``<id>:<base64 32 bytes>`` per line, current first."""
+    max_attachment_bytes: int = 10 * 1024 * 1024
+    """Largest attachment accepted; an upload is cut off as soon as it passes it."""
     smtp_timeout_seconds: float = 10.0
     smtp_security: Literal["none", "starttls", "tls"] = "none"
     smtp_username: str = ""
@@ -50,6 +57,9 @@ class NotifySettings(ServiceSettings):
     def validate(self) -> None:
         """Cross-field checks, each naming the variable at fault."""
         super().validate()
+        self.validate_blob_store()
+        if self.max_attachment_bytes < 1024:
+            raise ConfigError(env_name("max_attachment_bytes"), "must be at least 1024")
         if not self.smtp_host.strip():
             raise ConfigError(env_name("smtp_host"), "must not be empty")
         if not 1 <= self.smtp_port <= 65535:
@@ -95,6 +105,13 @@ class NotifySettings(ServiceSettings):
             raise ConfigError(variable, "must not carry credentials; use the matching _SECRET variable")
         if self.profile == "production" and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
             raise ConfigError(variable, "must use https in production (phone numbers and codes travel in it)")
+
+    def master_keys(self) -> MasterKeyRing:
+        """The master key ring read from ``CARNET_MASTER_KEY_FILE`` (ConfigError naming it when unusable).
+
+        Read when the service is built, not when the variables are: the file is a mounted secret.
+        """
+        return MasterKeyRing.from_file(self.master_key_file, variable=env_name("master_key_file"))
 
     @property
     def lease_seconds(self) -> float:

@@ -158,10 +158,14 @@ _NOTIFICATION_COLUMNS = (
 _INBOX_COLUMNS = "item_id, recipient_id, kind, title, body, parameters, source_event_id, create_time, read_time"
 
 
-async def _insert_notification(
+async def insert_notification(
     conn: asyncpg.Connection, prepared: PreparedNotification, *, request_id: str, created_by: str
 ) -> tuple[NotificationRecord, bool]:
-    """Insert a notification, its deliveries and its inbox item, or find the one it repeats."""
+    """Insert a notification, its deliveries and its inbox item, or find the one it repeats.
+
+    Runs in the caller's transaction, so that what caused the notification (an event, a
+    message) and the notification are written together.
+    """
     intent = prepared.intent
     row = await conn.fetchrow(
         "INSERT INTO notifications (notification_id, request_id, recipient_id, kind, channels, parameters,"
@@ -260,7 +264,7 @@ class NotifyStore:
     ) -> tuple[NotificationRecord, bool]:
         """Store a notification with its deliveries; an intent seen before returns the first one (False)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            return await _insert_notification(conn, prepared, request_id=request_id, created_by=created_by)
+            return await insert_notification(conn, prepared, request_id=request_id, created_by=created_by)
 
     async def record_event(self, consumer: str, event_id: str, prepared: PreparedNotification | None) -> bool:
         """Handle an event once: claim it and store its notification in one transaction.
@@ -271,7 +275,7 @@ class NotifyStore:
             if not await claim_event(conn, consumer, event_id):
                 return False
             if prepared is not None:
-                await _insert_notification(conn, prepared, request_id="", created_by=f"event:{event_id}")
+                await insert_notification(conn, prepared, request_id="", created_by=f"event:{event_id}")
             return True
 
     async def get_notification(self, notification_id: uuid.UUID) -> NotificationRecord | None:

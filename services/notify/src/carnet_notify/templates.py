@@ -149,6 +149,31 @@ def _new_document_inbox(params: Params) -> RenderedInboxItem:
     )
 
 
+def _new_message_email(params: Params) -> RenderedEmail:
+    subject = "Nouveau message dans votre espace Carnet"
+    arrived = "Vous avez reçu un nouveau message dans votre messagerie sécurisée Carnet."
+    how = "Pour le lire, connectez-vous à votre espace Carnet."
+    privacy = "Par confidentialité, ce courriel ne contient ni le message, ni son objet, ni le nom de son auteur."
+    text = f"{_greeting(params)}\n\n{arrived}\n{how}\n\n{privacy}\n\n{SIGNATURE}\n"
+    page = _html_page(subject, [html.escape(_greeting(params)), html.escape(arrived), html.escape(how), html.escape(privacy)])
+    return RenderedEmail(subject, text, page)
+
+
+def _new_message_sms(params: Params) -> str:
+    return "Carnet : vous avez reçu un nouveau message sécurisé. Connectez-vous pour le lire."
+
+
+def _new_message_push(params: Params) -> RenderedPush:
+    return RenderedPush(title="Carnet", body="Vous avez reçu un nouveau message sécurisé.")
+
+
+def _new_message_inbox(params: Params) -> RenderedInboxItem:
+    return RenderedInboxItem(
+        title="Nouveau message",
+        body=f"Nouveau message dans la conversation « {params['thread_subject']} ».",
+    )
+
+
 TEMPLATES: Mapping[Kind, Template] = {
     Kind.ONE_TIME_CODE: Template(
         required=("code",), defaults={"validity_minutes": "10"}, email=_one_time_code_email, sms=_one_time_code_sms
@@ -162,6 +187,14 @@ TEMPLATES: Mapping[Kind, Template] = {
         inbox=_new_document_inbox,
         sms=_new_document_sms,
         push=_new_document_push,
+    ),
+    # The conversation's subject stays in the inbox, behind the login; the message's text goes nowhere.
+    Kind.NEW_MESSAGE: Template(
+        required=("thread_subject",),
+        email=_new_message_email,
+        inbox=_new_message_inbox,
+        sms=_new_message_sms,
+        push=_new_message_push,
     ),
 }
 """The kinds notify can send today; issue 4 adds the others of NotificationKind."""

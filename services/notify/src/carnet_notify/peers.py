@@ -1,0 +1,121 @@
+"""Calls notify makes to other services for secure messaging, always with the caller's own token.
+
+- identity: the holder's e-mail contact point, for the NEW_MESSAGE e-mail (identity lets
+  professionals and institutions read a person; a refusal or an outage only leaves the
+  e-mail out, the message and its inbox notice go through);
+- dossier: "save to my record", a DepositDocument made as the holder, so that dossier and
+  consent decide on the holder and mark the document as the holder's own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from carnet.dossier.v1 import dossier_service_pb2 as dossier_pb
+from carnet.dossier.v1 import dossier_service_pb2_grpc as dossier_grpc
+from carnet.dossier.v1 import resources_pb2 as dossier_res
+from carnet.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
+from carnet_kit.auth import current_token
+from carnet_kit.channels import create_channel
+from carnet_kit.errors import CarnetError, Unavailable
+from carnet_kit.settings import ServiceSettings
+from carnet_kit.status import parse_rpc_error
+from carnet_notify.messaging import RecordSaveRequest
+
+log = logging.getLogger(__name__)
+
+DEPOSIT_CHUNK_BYTES = 512 * 1024
+"""Dossier takes chunks of up to 1 MiB."""
+DEPOSIT_TIMEOUT_SECONDS = 60.0
+"""An attachment travels whole to dossier: more time than a plain call."""
+
+_RECORD_FORMATS = {
+    "PDF": dossier_res.DOCUMENT_FORMAT_PDF,
+    "JPEG": dossier_res.DOCUMENT_FORMAT_JPEG,
+    "TEXT": dossier_res.DOCUMENT_FORMAT_TEXT,
+}
+# Dossier's names for the fields of its deposit metadata, as SaveAttachmentToRecord names them.
+_DEPOSIT_FIELDS = {"metadata.title": "title", "metadata.type_code": "type_code", "metadata.class_code": "class_code"}
+
+
+def _caller_metadata() -> tuple[tuple[str, str], ...]:
+    """The caller's own bearer token, so that the other service decides on the caller, not on notify."""
+    token = current_token()
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _remote(error: grpc.aio.AioRpcError, service: str) -> CarnetError:
+    remote = parse_rpc_error(error)
+    if remote.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(f"{service} did not answer: {remote.message}", reason="DEPENDENCY_UNAVAILABLE")
+    failure = remote.to_error()
+    named = failure.metadata.get("field", "")
+    if named in _DEPOSIT_FIELDS:
+        failure.metadata["field"] = _DEPOSIT_FIELDS[named]
+    return failure
+
+
+class HolderContacts:
+    """The holder's e-mail contact point, read from identity (``GetPerson``) with the caller's token."""
+
+    def __init__(self, identity: grpc.aio.Channel, *, timeout: float) -> None:
+        self._stub = identity_service_pb2_grpc.IdentityServiceStub(identity)
+        self._timeout = timeout
+
+    async def email(self, holder_id: str) -> str:
+        """The holder's e-mail address; empty when identity has none, refuses, or does not answer."""
+        try:
+            person = await self._stub.GetPerson(
+                identity_service_pb2.GetPersonRequest(person_id=holder_id),
+                metadata=_caller_metadata(),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            remote = parse_rpc_error(error)
+            log.warning(
+                "no e-mail contact point for holder %s: identity answered %s %s",
+                holder_id,
+                remote.code.name,
+                remote.reason,
+            )
+            return ""
+        return person.email
+
+
+class DossierRecord:
+    """Deposits documents into a holder's record, as the caller (the holder or whoever writes for them)."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        # Not retried by the channel: a deposit streams its content (its unique_id makes a retry by hand safe).
+        self.channel = create_channel(settings.dossier_addr, timeout=settings.call_timeout_seconds)
+        self._stub = dossier_grpc.DossierServiceStub(self.channel)
+        self._timeout = max(settings.call_timeout_seconds, DEPOSIT_TIMEOUT_SECONDS)
+
+    async def deposit(self, *, holder_id: str, unique_id: str, request: RecordSaveRequest, content: bytes) -> str:
+        """The id of the document made of ``content`` (the existing one for a ``unique_id`` seen before)."""
+        metadata = dossier_res.DocumentMetadata(
+            unique_id=unique_id,
+            holder_id=holder_id,
+            type_code=request.type_code,
+            class_code=request.class_code,
+            format=_RECORD_FORMATS[request.format],
+            title=request.title,
+        )
+
+        async def messages() -> AsyncIterator[dossier_pb.DepositDocumentRequest]:
+            yield dossier_pb.DepositDocumentRequest(metadata=metadata)
+            for start in range(0, len(content), DEPOSIT_CHUNK_BYTES):
+                yield dossier_pb.DepositDocumentRequest(chunk=content[start : start + DEPOSIT_CHUNK_BYTES])
+
+        try:
+            document = await self._stub.DepositDocument(messages(), metadata=_caller_metadata(), timeout=self._timeout)
+        except grpc.aio.AioRpcError as error:
+            raise _remote(error, "dossier") from None
+        return document.document_id
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self.channel.close(None)
