@@ -15,7 +15,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from carnet_gateway import api, devtools, record_routes, space_routes
+from carnet_gateway import api, devtools, notify_routes, record_routes, space_routes
 from carnet_gateway.backends import Backends
 from carnet_gateway.problems import (
     handle_carnet_error,
@@ -108,5 +108,7 @@ def create_app(settings: GatewaySettings, *, verifier: TokenVerifier | None = No
     app.include_router(space_routes.rpc_router)
     app.include_router(record_routes.router)
     app.include_router(record_routes.rpc_router)
+    app.include_router(notify_routes.router)
+    app.include_router(notify_routes.rpc_router)
     app.include_router(devtools.router)
     return app
