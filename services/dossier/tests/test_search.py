@@ -100,6 +100,9 @@ async def test_the_four_orders_and_their_page_tokens(calls: Calls) -> None:
         if not token:
             break
     assert seen == list(reversed(by_date))
+    _, second_page = await calls.titles(me, page_size=3)
+    _, rest = await calls.titles(me, page_size=3, page_token=second_page.next_page_token)
+    assert rest.total_size == second_page.total_size == 4  # carried by the token, not counted again
     _, response = await calls.titles(me, page_size=1)
     mixed = await failure(
         calls.titles(me, page_size=1, page_token=response.next_page_token, order=pb.DOCUMENT_ORDER_CREATE_TIME_ASC)

@@ -500,14 +500,18 @@ class DocumentService:
             opened,
             break_glass,
         )
+        # The holder's side sees every match but those left out above: the count is exact for them.
+        # It is counted on the first page and carried by the page tokens (a count reads every match).
+        if cursor is not None:
+            total = cursor.total
+        else:
+            total = await store.count_documents(self._pool, holder_id, filters) if never else 0
         last = page[-1] if page else None
         next_token = (
-            encode_page_token(PageCursor(order.key(last.service_time, last.created_at), last.document_id, order))
+            encode_page_token(PageCursor(order.key(last.service_time, last.created_at), last.document_id, order, total))
             if more and last is not None
             else ""
         )
-        # The holder's side sees every match but those left out above: the count is exact for them.
-        total = await store.count_documents(self._pool, holder_id, filters) if never else 0
         return DocumentPage(visible, next_token, total)
 
     # ---- changes after the deposit

@@ -182,11 +182,15 @@ class PageCursor:
     value: dt.datetime
     document_id: uuid.UUID
     order: DocumentOrder = DocumentOrder.SERVICE_TIME_DESC
+    total: int = 0
+    """The number of matches counted on the first page (counting again on every page would cost a scan)."""
 
 
 def encode_page_token(cursor: PageCursor) -> str:
     """An opaque page token."""
-    raw = json.dumps({"t": cursor.value.isoformat(), "id": str(cursor.document_id), "o": cursor.order.name}).encode()
+    raw = json.dumps(
+        {"t": cursor.value.isoformat(), "id": str(cursor.document_id), "o": cursor.order.name, "n": cursor.total}
+    ).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -197,7 +201,9 @@ def decode_page_token(token: str, order: DocumentOrder = DocumentOrder.SERVICE_T
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-        cursor = PageCursor(dt.datetime.fromisoformat(data["t"]), uuid.UUID(data["id"]), DocumentOrder[data["o"]])
+        cursor = PageCursor(
+            dt.datetime.fromisoformat(data["t"]), uuid.UUID(data["id"]), DocumentOrder[data["o"]], int(data.get("n", 0))
+        )
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError):
         raise InvalidArgument("page_token is not valid", field="page_token", reason="PAGE_TOKEN_INVALID") from None
     if cursor.order is not order:
