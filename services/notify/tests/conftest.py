@@ -258,6 +258,8 @@ def base_settings(database_url: str, redis_url: str, master_key_file: Path, blob
         retry_max_seconds=1.0,
         delivery_poll_seconds=0.05,
         dossier_events_stream=f"carnet:test:{uuid.uuid4().hex}:events:dossier",
+        identity_events_stream=f"carnet:test:{uuid.uuid4().hex}:events:identity",
+        consent_events_stream=f"carnet:test:{uuid.uuid4().hex}:events:consent",
     )
 
 
@@ -281,7 +283,7 @@ def run_app(
     @contextlib.asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[ServiceApp]:
         settings = replace(base_settings, grpc_listen=HostPort("127.0.0.1", free_port()), **overrides)
-        streams.append(settings.dossier_events_stream)
+        streams.extend((settings.dossier_events_stream, settings.identity_events_stream, settings.consent_events_stream))
         app = await build(settings, verifier=token_factory.verifier())
         await app.start()
         try:

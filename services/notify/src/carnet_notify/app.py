@@ -17,13 +17,14 @@ from carnet_kit.auth import TokenVerifier
 from carnet_kit.bootstrap import open_foundations
 from carnet_kit.config import env_name
 from carnet_kit.objectstore import object_store_from_settings
-from carnet_kit.outbox import StreamConsumer
+from carnet_kit.outbox import StreamConsumer, replica_name
 from carnet_kit.server import GrpcService, ServiceApp
 from carnet_notify.attachment_keys import AttachmentKeys
 from carnet_notify.attachments import AttachmentService
 from carnet_notify.delivery import ChannelSender, DeliveryWorker, EmailSender, SmtpTransport
 from carnet_notify.domain import RecipientRateLimit, RetryPolicy
 from carnet_notify.events import CONSUMER_GROUP, dossier_event_handler
+from carnet_notify.intake import EventIntake, IntakeStore
 from carnet_notify.kinds import Channel
 from carnet_notify.messaging_service import MessagingService
 from carnet_notify.messaging_store import MessagingStore
@@ -94,9 +95,28 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         lease_seconds=settings.lease_seconds,
         poll_seconds=settings.delivery_poll_seconds,
     )
-    consumer = StreamConsumer(
-        base.redis, settings.dossier_events_stream, CONSUMER_GROUP, consumer_name(), dossier_event_handler(store)
+    intake = EventIntake(
+        store,
+        IntakeStore(base.pool),
+        HolderContacts(base.identity, timeout=settings.call_timeout_seconds),
+        unavailable=unavailable,
+        on_new_deliveries=worker.wake,
     )
+    consumers = [
+        StreamConsumer(
+            base.redis,
+            settings.dossier_events_stream,
+            CONSUMER_GROUP,
+            consumer_name(),
+            intake.dossier_handler(dossier_event_handler(store)),
+        ),
+        StreamConsumer(
+            base.redis, settings.identity_events_stream, CONSUMER_GROUP, replica_name("notify"), intake.identity_handler()
+        ),
+        StreamConsumer(
+            base.redis, settings.consent_events_stream, CONSUMER_GROUP, replica_name("notify"), intake.consent_handler()
+        ),
+    ]
     blobs = object_store_from_settings(settings)
     base.resources.push_async_callback(blobs.close)
     dossier = DossierRecord(settings)
@@ -125,6 +145,6 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         settings=settings,
         services=[service],
         verifier=base.verifier,
-        background=[worker.run, consumer.run, _rewrapper(keys)],
+        background=[worker.run, *(consumer.run for consumer in consumers), _rewrapper(keys)],
         resources=base.resources,
     )

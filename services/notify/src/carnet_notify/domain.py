@@ -27,6 +27,11 @@ CHANNELS_BY_KIND: Mapping[Kind, tuple[Channel, ...]] = {
     Kind.ACTIVATION_NOTICE: (Channel.EMAIL, Channel.LETTER),
     Kind.NEW_DOCUMENT: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
     Kind.NEW_MESSAGE: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
+    Kind.BREAK_GLASS_ACCESS: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
+    Kind.NEW_ORGANISATION_ACCESS: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
+    Kind.AGENDA_REMINDER: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
+    Kind.CLOSURE_CONFIRMATION: (Channel.IN_APP, Channel.EMAIL),
+    Kind.OPPOSITION_RECEIPT: (Channel.IN_APP, Channel.EMAIL),
 }
 """Channels each kind can use today (each has its template in ``templates.py``)."""
 
@@ -40,6 +45,9 @@ reached by, in this order (PRODUCT.md: codes "by email or SMS", notices "by emai
 DEFAULT_CHANNELS: Mapping[Kind, tuple[Channel, ...]] = {
     Kind.NEW_DOCUMENT: (Channel.IN_APP, Channel.EMAIL),
     Kind.NEW_MESSAGE: (Channel.IN_APP, Channel.EMAIL),
+    Kind.BREAK_GLASS_ACCESS: (Channel.IN_APP, Channel.EMAIL),
+    Kind.NEW_ORGANISATION_ACCESS: (Channel.IN_APP, Channel.EMAIL),
+    Kind.AGENDA_REMINDER: (Channel.IN_APP, Channel.EMAIL),
 }
 """Channels of the other kinds when the intent names none; SMS and push go only when asked for."""
 

@@ -41,6 +41,10 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
     retry_max_seconds: float = 3600.0
     delivery_poll_seconds: float = 1.0
     dossier_events_stream: str = stream_name("dossier")
+    identity_events_stream: str = stream_name("identity")
+    """Identity's events: closed accounts, treating physicians."""
+    consent_events_stream: str = stream_name("consent")
+    """Consent's events: recorded oppositions (their receipts)."""
     sms_webhook_url: str = ""
     """Provider endpoint SMS deliveries are POSTed to; empty: no SMS."""
     sms_webhook_secret: str = ""
@@ -78,8 +82,9 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
             raise ConfigError(env_name("retry_max_seconds"), "must be at least CARNET_RETRY_INITIAL_SECONDS")
         if self.delivery_poll_seconds <= 0:
             raise ConfigError(env_name("delivery_poll_seconds"), "must be positive")
-        if not self.dossier_events_stream:
-            raise ConfigError(env_name("dossier_events_stream"), "must not be empty")
+        for stream_field in ("dossier_events_stream", "identity_events_stream", "consent_events_stream"):
+            if not getattr(self, stream_field):
+                raise ConfigError(env_name(stream_field), "must not be empty")
         for channel in ("sms", "push"):
             url, secret = getattr(self, f"{channel}_webhook_url"), getattr(self, f"{channel}_webhook_secret")
             if url:

@@ -143,6 +143,11 @@ def _new_document_push(params: Params) -> RenderedPush:
 
 
 def _new_document_inbox(params: Params) -> RenderedInboxItem:
+    if params.get("announced") == "true":
+        return RenderedInboxItem(
+            title="Nouveau document dans votre dossier",
+            body="Un document de votre dossier vous est désormais accessible, après son annonce.",
+        )
     return RenderedInboxItem(
         title="Nouveau document dans votre dossier",
         body=f"« {params['document_title']} » a été ajouté à votre dossier.",
@@ -174,6 +179,148 @@ def _new_message_inbox(params: Params) -> RenderedInboxItem:
     )
 
 
+def _plain_email(subject: str, params: Params, lines: list[str]) -> RenderedEmail:
+    """An e-mail of a greeting, some lines (each its own paragraph) and the signature; parameters escaped in HTML."""
+    text = f"{_greeting(params)}\n\n" + "\n".join(lines) + f"\n\n{SIGNATURE}\n"
+    page = _html_page(subject, [html.escape(_greeting(params)), *(html.escape(line) for line in lines)])
+    return RenderedEmail(subject, text, page)
+
+
+_PRIVACY = "Par confidentialité, ce message ne contient aucune information médicale."
+
+
+def _access_line(params: Params, how: str) -> str:
+    """Who accessed (role and organisation, never a name) and when; never what was read."""
+    organisation = params.get("organisation", "").strip()
+    where = f" ({organisation})" if organisation else ""
+    return f"{how} par un {params['actor_role']}{where} le {params['access_time']}."
+
+
+def _break_glass_email(params: Params) -> RenderedEmail:
+    return _plain_email(
+        "Accès en urgence à votre espace Carnet",
+        params,
+        [
+            _access_line(params, "Votre dossier médical a été consulté en urgence (accès « bris de glace »)"),
+            "Le détail de cet accès figure dans l'historique des accès de votre espace Carnet.",
+            "Si cet accès vous semble injustifié, vous pouvez le signaler depuis votre espace.",
+            _PRIVACY,
+        ],
+    )
+
+
+def _break_glass_sms(params: Params) -> str:
+    return "Carnet : votre dossier a été consulté en urgence. Connectez-vous pour voir le détail de cet accès."
+
+
+def _break_glass_push(params: Params) -> RenderedPush:
+    return RenderedPush(title="Carnet", body="Votre dossier a été consulté en urgence.")
+
+
+def _break_glass_inbox(params: Params) -> RenderedInboxItem:
+    holder = params.get("holder_id", "")
+    if params.get("audience") == "treating_physician":
+        return RenderedInboxItem(
+            title="Accès en urgence au dossier d'un de vos patients",
+            body=_access_line(params, f"Le dossier de votre patient ({holder}) a été consulté en urgence"),
+        )
+    return RenderedInboxItem(
+        title="Accès en urgence à votre dossier",
+        body=_access_line(params, "Votre dossier a été consulté en urgence"),
+    )
+
+
+def _new_organisation_email(params: Params) -> RenderedEmail:
+    return _plain_email(
+        "Nouvel accès à votre espace Carnet",
+        params,
+        [
+            _access_line(params, "Un établissement ou cabinet a accédé pour la première fois à votre dossier médical"),
+            "Vous pouvez consulter l'historique des accès et bloquer un professionnel depuis votre espace Carnet.",
+            _PRIVACY,
+        ],
+    )
+
+
+def _new_organisation_sms(params: Params) -> str:
+    return "Carnet : un nouvel établissement a accédé à votre dossier. Connectez-vous pour voir le détail."
+
+
+def _new_organisation_push(params: Params) -> RenderedPush:
+    return RenderedPush(title="Carnet", body="Un nouvel établissement a accédé à votre dossier.")
+
+
+def _new_organisation_inbox(params: Params) -> RenderedInboxItem:
+    return RenderedInboxItem(
+        title="Nouvel accès à votre dossier",
+        body=_access_line(params, "Un établissement a accédé pour la première fois à votre dossier"),
+    )
+
+
+def _agenda_reminder_email(params: Params) -> RenderedEmail:
+    return _plain_email(
+        "Rappel de votre agenda Carnet",
+        params,
+        [
+            f"Vous avez un événement prévu dans votre agenda le {params['start_time']}.",
+            "Pour en voir le détail, connectez-vous à votre espace Carnet.",
+            _PRIVACY,
+        ],
+    )
+
+
+def _agenda_reminder_sms(params: Params) -> str:
+    return f"Carnet : rappel, un événement de votre agenda est prévu le {params['start_time']}."
+
+
+def _agenda_reminder_push(params: Params) -> RenderedPush:
+    return RenderedPush(title="Carnet", body=f"Rappel : un événement de votre agenda le {params['start_time']}.")
+
+
+def _agenda_reminder_inbox(params: Params) -> RenderedInboxItem:
+    title = params.get("agenda_title", "").strip()
+    what = f"« {title} »" if title else "Un événement de votre agenda"
+    return RenderedInboxItem(title="Rappel de votre agenda", body=f"{what} est prévu le {params['start_time']}.")
+
+
+def _closure_email(params: Params) -> RenderedEmail:
+    return _plain_email(
+        "Fermeture de votre espace Carnet",
+        params,
+        [
+            f"Nous vous confirmons la fermeture de votre espace numérique de santé Carnet le {params['closure_time']}.",
+            "Vos données sont archivées et conservées pendant dix ans, sauf demande de suppression de votre part.",
+            "Si vous n'êtes pas à l'origine de cette fermeture, contactez sans attendre le service d'assistance Carnet.",
+        ],
+    )
+
+
+def _closure_inbox(params: Params) -> RenderedInboxItem:
+    return RenderedInboxItem(
+        title="Fermeture de votre espace",
+        body=f"Votre espace Carnet a été fermé le {params['closure_time']}.",
+    )
+
+
+def _opposition_receipt_email(params: Params) -> RenderedEmail:
+    return _plain_email(
+        "Accusé de réception de votre opposition",
+        params,
+        [
+            "Votre opposition a bien été enregistrée.",
+            f"Numéro d'accusé de réception : {params['receipt_number']}",
+            "Conservez ce numéro : il vous sera demandé pour toute réclamation.",
+        ],
+    )
+
+
+def _opposition_receipt_inbox(params: Params) -> RenderedInboxItem:
+    return RenderedInboxItem(
+        title="Opposition enregistrée",
+        body=f"Votre opposition a été enregistrée (accusé de réception n° {params['receipt_number']}).",
+    )
+
+
 TEMPLATES: Mapping[Kind, Template] = {
     Kind.ONE_TIME_CODE: Template(
         required=("code",), defaults={"validity_minutes": "10"}, email=_one_time_code_email, sms=_one_time_code_sms
@@ -196,8 +343,35 @@ TEMPLATES: Mapping[Kind, Template] = {
         sms=_new_message_sms,
         push=_new_message_push,
     ),
+    # Break-glass and new-organisation texts say who (role, organisation) and when; never what was read.
+    Kind.BREAK_GLASS_ACCESS: Template(
+        required=("actor_role", "access_time"),
+        email=_break_glass_email,
+        inbox=_break_glass_inbox,
+        sms=_break_glass_sms,
+        push=_break_glass_push,
+    ),
+    Kind.NEW_ORGANISATION_ACCESS: Template(
+        required=("actor_role", "access_time"),
+        email=_new_organisation_email,
+        inbox=_new_organisation_inbox,
+        sms=_new_organisation_sms,
+        push=_new_organisation_push,
+    ),
+    # The agenda event's title stays in the inbox: it may say what the appointment is for.
+    Kind.AGENDA_REMINDER: Template(
+        required=("start_time",),
+        email=_agenda_reminder_email,
+        inbox=_agenda_reminder_inbox,
+        sms=_agenda_reminder_sms,
+        push=_agenda_reminder_push,
+    ),
+    Kind.CLOSURE_CONFIRMATION: Template(required=("closure_time",), email=_closure_email, inbox=_closure_inbox),
+    Kind.OPPOSITION_RECEIPT: Template(
+        required=("receipt_number",), email=_opposition_receipt_email, inbox=_opposition_receipt_inbox
+    ),
 }
-"""The kinds notify can send today; issue 4 adds the others of NotificationKind."""
+"""The kinds notify can send today; the others of NotificationKind come later."""
 
 
 def missing_parameters(kind: Kind, params: Params) -> list[str]:
