@@ -12,10 +12,20 @@ import uuid
 
 import asyncpg
 
-from carnet_kit.crypto import MasterKeyRing, SealedBlobError, new_data_key, unwrap_data_key, wrap_data_key
+from carnet_kit.crypto import (
+    MasterKeyRing,
+    SealedBlobError,
+    WrappedKeyTable,
+    new_data_key,
+    rewrap_keys,
+    unwrap_data_key,
+    wrap_data_key,
+)
 from carnet_kit.errors import DataLoss, FailedPrecondition
 
 log = logging.getLogger(__name__)
+
+_HOLDER_KEYS = WrappedKeyTable("holder_keys", "holder_id", "rewrapped_at", "wrapped_key IS NOT NULL")
 
 
 class HolderKeys:
@@ -79,39 +89,7 @@ class HolderKeys:
         open (its master key is not configured, or the row was altered) is left as it is
         and counted in the log, so one bad row never stops the others.
         """
-        current = self._ring.current
-        done = unreadable = 0
-        after = uuid.UUID(int=0)
-        while True:
-            async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "SELECT holder_id, master_key_id, wrapped_key FROM holder_keys"
-                    " WHERE wrapped_key IS NOT NULL AND master_key_id <> $1 AND holder_id > $2"
-                    " ORDER BY holder_id LIMIT $3 FOR UPDATE SKIP LOCKED",
-                    current.key_id,
-                    after,
-                    batch_size,
-                )
-                for row in rows:
-                    old = self._ring.by_id(row["master_key_id"])
-                    try:
-                        if old is None:
-                            raise SealedBlobError(f"master key {row['master_key_id']!r} is not configured")
-                        data_key = unwrap_data_key(old, row["holder_id"], bytes(row["wrapped_key"]))
-                    except SealedBlobError:
-                        unreadable += 1
-                        continue
-                    await conn.execute(
-                        "UPDATE holder_keys SET master_key_id = $2, wrapped_key = $3, rewrapped_at = now()"
-                        " WHERE holder_id = $1",
-                        row["holder_id"],
-                        current.key_id,
-                        wrap_data_key(current, row["holder_id"], data_key),
-                    )
-                    done += 1
-            if len(rows) < batch_size:
-                break
-            after = rows[-1]["holder_id"]
+        done, unreadable = await rewrap_keys(self._pool, self._ring, _HOLDER_KEYS, batch_size=batch_size)
         if unreadable:
             log.error("%d data keys could not be unwrapped with the configured master keys and were not rewrapped", unreadable)
         return done

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -226,3 +227,54 @@ async def open_blob(data_key: bytes, context: str, sealed: bytes) -> bytes:
         yield sealed
 
     return b"".join([part async for part in open_stream(data_key, context, one())])
+
+
+@dataclass(frozen=True)
+class WrappedKeyTable:
+    """Where a service keeps its wrapped data keys: table, id column, the column stamped on rewrap."""
+
+    table: str
+    id_column: str
+    rewrapped_column: str
+    live_condition: str = "TRUE"
+    """Rows that still hold a key (e.g. not shredded)."""
+
+
+async def rewrap_keys(pool: Any, ring: MasterKeyRing, keys: WrappedKeyTable, *, batch_size: int = 500) -> tuple[int, int]:
+    """Rewrap every data key of ``keys`` wrapped by a retired master key under the current one.
+
+    Only the wrapped keys change, never a blob. Replicas may run it together (rows are
+    taken ``FOR UPDATE SKIP LOCKED``); a key that does not unwrap (its master key is not
+    configured, or the row was altered) is left as it is, so one bad row never stops the
+    others. Returns (rewrapped, left unreadable).
+    """
+    current = ring.current
+    done = unreadable = 0
+    after = uuid.UUID(int=0)
+    select = (
+        f"SELECT {keys.id_column} AS id, master_key_id, wrapped_key FROM {keys.table}"
+        f" WHERE {keys.live_condition} AND master_key_id <> $1 AND {keys.id_column} > $2"
+        f" ORDER BY {keys.id_column} LIMIT $3 FOR UPDATE SKIP LOCKED"
+    )
+    update = (
+        f"UPDATE {keys.table} SET master_key_id = $2, wrapped_key = $3, {keys.rewrapped_column} = now()"
+        f" WHERE {keys.id_column} = $1"
+    )
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(select, current.key_id, after, batch_size)
+            for row in rows:
+                old = ring.by_id(row["master_key_id"])
+                try:
+                    if old is None:
+                        raise SealedBlobError(f"master key {row['master_key_id']!r} is not configured")
+                    data_key = unwrap_data_key(old, row["id"], bytes(row["wrapped_key"]))
+                except SealedBlobError:
+                    unreadable += 1
+                    continue
+                await conn.execute(update, row["id"], current.key_id, wrap_data_key(current, row["id"], data_key))
+                done += 1
+        if len(rows) < batch_size:
+            return done, unreadable
+        after = rows[-1]["id"]
+

@@ -14,10 +14,20 @@ from dataclasses import dataclass
 import asyncpg
 
 from carnet_kit.auth import Principal
-from carnet_kit.crypto import MasterKeyRing, SealedBlobError, new_data_key, unwrap_data_key, wrap_data_key
+from carnet_kit.crypto import (
+    MasterKeyRing,
+    SealedBlobError,
+    WrappedKeyTable,
+    new_data_key,
+    rewrap_keys,
+    unwrap_data_key,
+    wrap_data_key,
+)
 from carnet_kit.errors import DataLoss
 
 log = logging.getLogger(__name__)
+
+_DATA_KEYS = WrappedKeyTable("data_keys", "owner_id", "rewrap_time")
 
 _UPLOADER_NAMESPACE = uuid.UUID("5d1c1f5e-7a43-4f0b-9a53-2f6a0c4e8b11")
 
@@ -93,38 +103,7 @@ class AttachmentKeys:
         Only the wrapped keys change, never a blob. Replicas may run it together (rows are
         taken with SKIP LOCKED); a key that does not unwrap is left as it is and logged.
         """
-        current = self._ring.current
-        done = unreadable = 0
-        after = uuid.UUID(int=0)
-        while True:
-            async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(
-                    "SELECT owner_id, master_key_id, wrapped_key FROM data_keys"
-                    " WHERE master_key_id <> $1 AND owner_id > $2 ORDER BY owner_id LIMIT $3 FOR UPDATE SKIP LOCKED",
-                    current.key_id,
-                    after,
-                    batch_size,
-                )
-                for row in rows:
-                    old = self._ring.by_id(row["master_key_id"])
-                    try:
-                        if old is None:
-                            raise SealedBlobError(f"master key {row['master_key_id']!r} is not configured")
-                        data_key = unwrap_data_key(old, row["owner_id"], bytes(row["wrapped_key"]))
-                    except SealedBlobError:
-                        unreadable += 1
-                        continue
-                    await conn.execute(
-                        "UPDATE data_keys SET master_key_id = $2, wrapped_key = $3, rewrap_time = now()"
-                        " WHERE owner_id = $1",
-                        row["owner_id"],
-                        current.key_id,
-                        wrap_data_key(current, row["owner_id"], data_key),
-                    )
-                    done += 1
-            if len(rows) < batch_size:
-                break
-            after = rows[-1]["owner_id"]
+        done, unreadable = await rewrap_keys(self._pool, self._ring, _DATA_KEYS, batch_size=batch_size)
         if unreadable:
             log.error(
                 "%d attachment data keys do not unwrap with the configured master keys; left as they are", unreadable
