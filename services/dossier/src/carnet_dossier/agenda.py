@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from carnet.common.v1 import common_pb2
 from carnet.consent.v1 import resources_pb2 as consent_pb
@@ -31,6 +31,7 @@ from carnet.dossier.v1 import events_pb2
 from carnet_dossier import access_log
 from carnet_dossier.access_log import NewEntry
 from carnet_dossier.peers import ConsentClient, ItemFacts
+from carnet_dossier.protoconv import actor_record as _actor
 from carnet_kit.auth import Principal
 from carnet_kit.errors import InvalidArgument, NotFound, PermissionDenied
 from carnet_kit.outbox import enqueue, stream_name
@@ -561,7 +562,3 @@ class AgendaService:
             except Exception:
                 log.exception("sending agenda reminders failed; retrying later")
             await asyncio.sleep(interval_seconds)
-
-
-def _actor(principal: Principal) -> dict[str, Any]:
-    return json_format.MessageToDict(principal.to_actor(), preserving_proto_field_name=True)

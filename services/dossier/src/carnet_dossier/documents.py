@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from opentelemetry import trace
 
 from carnet.consent.v1 import resources_pb2 as consent_pb
@@ -35,6 +35,7 @@ from carnet_dossier.changes import (
 from carnet_dossier.domain import DocumentOrder, NewDocument, PageCursor, check_content, encode_page_token
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, Decision, IdentityClient, ItemFacts
+from carnet_dossier.protoconv import actor_record
 from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_kit.auth import Principal
 from carnet_kit.crypto import SealedBlobError, open_stream, seal
@@ -58,10 +59,6 @@ DOCUMENT_DEPOSITED = "carnet.dossier.v1.DocumentDepositedEvent"
 DOCUMENT_CHANGED = "carnet.dossier.v1.DocumentChangedEvent"
 log = logging.getLogger(__name__)
 
-
-def actor_record(principal: Principal) -> dict[str, Any]:
-    """How an actor is written in the access log and in ``deposited_by``."""
-    return json_format.MessageToDict(principal.to_actor(), preserving_proto_field_name=True)
 
 
 def item_facts(record: DocumentRecord) -> ItemFacts:

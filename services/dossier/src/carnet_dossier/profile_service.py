@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import asyncpg
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from carnet.consent.v1 import resources_pb2 as consent_pb
@@ -55,15 +54,13 @@ from carnet_dossier.profile import (
     value_message,
 )
 from carnet_dossier.profile_store import Revision
+from carnet_dossier.protoconv import actor_record as _actor
 from carnet_kit.auth import Principal
 from carnet_kit.errors import Conflict, NotFound, PermissionDenied
 
 ITEM_KIND = "ITEM_KIND_PROFILE_ENTRY"
 BMI_INPUTS = frozenset({"WEIGHT", "HEIGHT"})
 
-
-def _actor(principal: Principal) -> dict[str, Any]:
-    return json_format.MessageToDict(principal.to_actor(), preserving_proto_field_name=True)
 
 
 def item_facts(record: ProfileEntryRecord) -> ItemFacts:

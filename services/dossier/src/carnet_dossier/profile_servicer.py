@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, json_format, timestamp_pb2
+from google.protobuf import empty_pb2, json_format
 
 from carnet.common.v1 import common_pb2
 from carnet.dossier.v1 import dossier_service_pb2 as pb
@@ -15,6 +14,9 @@ from carnet_dossier.domain import clamp_page_size, parse_uuid
 from carnet_dossier.profile import KINDS, EntryFilter, ProfileEntryRecord
 from carnet_dossier.profile_service import ProfileService, ProposedEntry
 from carnet_dossier.profile_store import Revision
+from carnet_dossier.protoconv import actor_proto as _actor
+from carnet_dossier.protoconv import datetime_of as _datetime
+from carnet_dossier.protoconv import timestamp as _timestamp
 from carnet_kit.auth import Principal, current_principal
 from carnet_kit.errors import InvalidArgument
 
@@ -30,24 +32,6 @@ def _name(enum: Any, number: int, prefix: str) -> str:
     except ValueError:
         return f"#{number}"
 
-
-def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def _datetime(message: Any, field: str) -> dt.datetime | None:
-    if not message.HasField(field):
-        return None
-    value: dt.datetime = getattr(message, field).ToDatetime(tzinfo=dt.UTC)
-    return value
-
-
-def _actor(actor: dict[str, Any]) -> common_pb2.Actor:
-    return json_format.ParseDict(actor, common_pb2.Actor(), ignore_unknown_fields=True)
 
 
 def _own_space(principal: Principal) -> str:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, json_format, timestamp_pb2
+from google.protobuf import empty_pb2, json_format
 
 from carnet.common.v1 import common_pb2
 from carnet.consent.v1 import resources_pb2 as consent_res
@@ -31,6 +31,8 @@ from carnet_dossier.domain import (
 )
 from carnet_dossier.profile_service import ProfileService
 from carnet_dossier.profile_servicer import ProfileRpcs
+from carnet_dossier.protoconv import datetime_of as _datetime
+from carnet_dossier.protoconv import timestamp as _timestamp
 from carnet_dossier.spaces import SpaceService
 from carnet_dossier.store import DocumentFilter, DocumentRecord
 from carnet_dossier.valuesets import CLASS_LABELS, DOCUMENT_CLASSES, DOCUMENT_TYPES, LOINC_SYSTEM
@@ -82,20 +84,6 @@ def break_glass_of(context: Any) -> BreakGlass | None:
         raise InvalidArgument("the break-glass reason is not UTF-8", field=BREAK_GLASS_REASON_METADATA) from None
     return BreakGlass(reason.strip(), emergency_regulation=values.get(EMERGENCY_REGULATION_METADATA) == "1")
 
-
-def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def _datetime(message: Any, field: str) -> dt.datetime | None:
-    if not message.HasField(field):
-        return None
-    value: dt.datetime = getattr(message, field).ToDatetime(tzinfo=dt.UTC)
-    return value
 
 
 def document_to_proto(record: DocumentRecord) -> res.Document:

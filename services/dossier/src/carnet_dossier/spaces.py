@@ -32,7 +32,6 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
-from google.protobuf import json_format
 
 from carnet.consent.v1 import resources_pb2 as consent_pb
 from carnet.identity.v1 import events_pb2 as identity_events
@@ -42,6 +41,7 @@ from carnet_dossier.access_log import NewEntry
 from carnet_dossier.documents import item_facts
 from carnet_dossier.keys import HolderKeys
 from carnet_dossier.peers import ConsentClient, ItemFacts
+from carnet_dossier.protoconv import actor_record as _actor
 from carnet_dossier.store import DocumentRecord
 from carnet_kit.auth import Principal
 from carnet_kit.crypto import SealedBlobError, open_stream
@@ -421,9 +421,6 @@ class SpaceService:
             archive.writestr(info, json.dumps(manifest, ensure_ascii=False, indent=2))
         yield sink.drain()
 
-
-def _actor(principal: Principal) -> dict[str, Any]:
-    return json_format.MessageToDict(principal.to_actor(), preserving_proto_field_name=True)
 
 
 def _entry_json(entry: access_log.Entry) -> dict[str, Any]:
