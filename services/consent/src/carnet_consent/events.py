@@ -19,8 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,17 +33,13 @@ from carnet.identity.v1 import resources_pb2 as identity_resources
 from carnet_consent.domain import CLOSED_STATES, AccountState, HelperAccess
 from carnet_consent.facts import FactsCache
 from carnet_consent.store import EVENT_STREAM, INVALIDATION_STREAM, ConsentStore
-from carnet_kit.outbox import Event, StreamConsumer, claim_event, stream_name
+from carnet_kit.outbox import Event, StreamConsumer, claim_event, replica_name, stream_name
 
 log = logging.getLogger(__name__)
 
 IDENTITY_STREAM = stream_name("identity")
 FACTS_GROUP = "consent-facts"
 
-
-def consumer_name() -> str:
-    """This replica's name in consumer groups."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _short_type(event_type: str) -> str:
@@ -129,7 +123,7 @@ class IdentityFactsConsumer:
         self, client: redis.Redis, *, stream: str = IDENTITY_STREAM, name: str | None = None, block_ms: int = 1000
     ) -> StreamConsumer:
         """The durable group consumer feeding :meth:`handle`."""
-        return StreamConsumer(client, stream, FACTS_GROUP, name or consumer_name(), self.handle, block_ms=block_ms)
+        return StreamConsumer(client, stream, FACTS_GROUP, name or replica_name(), self.handle, block_ms=block_ms)
 
 
 INVALIDATING_STREAMS = (EVENT_STREAM, INVALIDATION_STREAM, IDENTITY_STREAM)

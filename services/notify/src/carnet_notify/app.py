@@ -4,8 +4,6 @@ secure messaging (object store, attachment keys, identity and dossier), gRPC."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -38,10 +36,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = notify_service_pb2.DESCRIPTOR.services_by_name["NotifyService"].full_name
 log = logging.getLogger(__name__)
 
-
-def consumer_name() -> str:
-    """This replica's name within the consumer group."""
-    return f"notify-{socket.gethostname()}-{os.getpid()}"
 
 
 def _rewrapper(keys: AttachmentKeys) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -107,7 +101,7 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
             base.redis,
             settings.dossier_events_stream,
             CONSUMER_GROUP,
-            consumer_name(),
+            replica_name("notify"),
             intake.dossier_handler(dossier_event_handler(store)),
         ),
         StreamConsumer(
