@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 import redis.asyncio as redis
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from carnet.common.v1 import common_pb2
@@ -28,7 +28,7 @@ from carnet_consent.settings import ConsentSettings
 from carnet_kit.auth import Principal
 from carnet_kit.redis_client import create_redis
 from carnet_kit.status import parse_rpc_error
-from carnet_kit.testing import TokenFactory, wait_until
+from carnet_kit.testing import TokenFactory, publish_event, wait_until
 
 Stub = consent_service_pb2_grpc.ConsentServiceStub
 DOSSIER = Principal(subject="dossier", role="service")
@@ -49,18 +49,7 @@ class Identity:
         self._stream = stream
 
     async def publish(self, message: Message, *, event_id: str | None = None) -> str:
-        event_id = event_id or str(uuid.uuid4())
-        message.event_id = event_id  # type: ignore[attr-defined]
-        await self._redis.xadd(
-            self._stream,
-            {
-                "event_id": event_id,
-                "type": f"carnet.identity.v1.{message.DESCRIPTOR.name}",
-                "payload": json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True)),
-                "traceparent": "",
-            },
-        )
-        return event_id
+        return await publish_event(self._redis, self._stream, message, event_id=event_id)
 
 
 @pytest.fixture
