@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,6 +20,7 @@ from carnet.dossier.v1 import resources_pb2 as res
 from carnet.identity.v1 import identity_service_pb2 as identity_pb
 from carnet.identity.v1 import identity_service_pb2_grpc as identity_grpc
 from carnet_dossier.seed import make_pdf
+from carnet_kit.crypto import new_master_key_line
 from carnet_kit.testing import free_port
 from tests.conftest import Platform
 
@@ -31,6 +33,7 @@ GOOD = {
     "CARNET_SMTP_PORT": "1",
     "CARNET_MAIL_FROM": "ne-pas-repondre@carnet.test",
     "CARNET_MASTER_KEY_FILE": "/nonexistent/master-keys",
+    "CARNET_SERVICE_SECRET_FILE": "/nonexistent/service-secret",
 }
 
 
@@ -73,6 +76,31 @@ def test_dossier_stops_naming_an_unusable_master_key_file(tmp_path, content: str
     result = _run("carnet_dossier", {**GOOD, "CARNET_MASTER_KEY_FILE": str(key_file)})
     assert result.returncode == 78, result.stderr
     assert "carnet-dossier: configuration error: CARNET_MASTER_KEY_FILE" in result.stderr
+    assert problem in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(None, "cannot read"), ("short\n", "at least 32 characters")],
+)
+def test_notify_stops_on_an_unusable_service_secret(tmp_path: Path, content: str | None, problem: str) -> None:
+    key_file = tmp_path / "master-keys"
+    key_file.write_text(new_master_key_line("k1") + "\n")
+    secret_file = tmp_path / "service-secret"
+    if content is not None:
+        secret_file.write_text(content)
+    result = _run(
+        "carnet_notify",
+        {
+            **GOOD,
+            "CARNET_MASTER_KEY_FILE": str(key_file),
+            "CARNET_SERVICE_SECRET_FILE": str(secret_file),
+            "CARNET_BLOB_DIR": str(tmp_path / "blobs"),
+        },
+    )
+    assert result.returncode == 78, result.stderr
+    assert "carnet-notify: configuration error: CARNET_SERVICE_SECRET_FILE" in result.stderr
     assert problem in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -67,7 +67,13 @@ SETTINGS_CLASSES = {
 }
 
 ADDRESS_VARIABLES = tuple(f"CARNET_{part.upper()}_ADDR" for part in GRPC_PORTS)
-PER_PART_VARIABLES = {"CARNET_GRPC_LISTEN", "OTEL_SERVICE_NAME", "CARNET_S3_BUCKET", "CARNET_MASTER_KEY_FILE"}
+PER_PART_VARIABLES = {
+    "CARNET_GRPC_LISTEN",
+    "OTEL_SERVICE_NAME",
+    "CARNET_S3_BUCKET",
+    "CARNET_MASTER_KEY_FILE",
+    "CARNET_SERVICE_SECRET_FILE",
+}
 """Set beside each part (compose ``environment``, chart container ``env``), not in shared config."""
 
 
@@ -774,6 +780,9 @@ def test_every_pod_and_container_is_non_root_read_only_and_unprivileged(rendered
             assert mounts.get("/tmp") in tmp_volumes, f"{part} has no emptyDir at /tmp"
             # Besides /tmp, only the master keys of the parts sealing blobs, read-only (checked in detail below).
             extra = {"/etc/carnet/master-keys"} if part in KEY_PARTS else set()
+            extra |= {"identity": {"/etc/carnet/service-secrets"}, "notify": {"/etc/carnet/service-secret"}}.get(
+                part, set()
+            )
             assert set(mounts) == {"/tmp"} | extra, f"{part} mounts more than /tmp"
             assert all(mount.get("readOnly") for mount in container["volumeMounts"] if mount["mountPath"] in extra)
 
@@ -914,12 +923,51 @@ def test_compose_gives_the_parts_sealing_blobs_the_master_keys_as_a_secret_file(
     assert document["secrets"]["master-keys"]["file"] == "./master-keys"
     for part in PARTS:
         if part in KEY_PARTS:
-            assert document["services"][part]["secrets"] == ["master-keys"], part
+            assert "master-keys" in document["services"][part]["secrets"], part
             assert compose_environment(part)["CARNET_MASTER_KEY_FILE"] == "/run/secrets/master-keys"
         else:
-            assert "secrets" not in document["services"][part], f"{part} gets the master keys"
+            assert "master-keys" not in document["services"][part].get("secrets", []), f"{part} gets the master keys"
     ignored = (REPO / ".gitignore").read_text().split()
     assert "infra/compose/master-keys" in ignored, "the local key file must never be committed"
+
+
+def test_identity_mounts_every_service_secret_and_notify_only_its_own(rendered: list[dict[str, Any]]) -> None:
+    values = chart_values()["serviceSecrets"]
+    assert values["services"] == ["notify"]
+    for name, deployment in objects(rendered, "Deployment").items():
+        part = part_of(deployment)
+        spec = deployment["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        volumes = {volume["name"]: volume.get("secret") for volume in spec.get("volumes", [])}
+        mounts = {mount["name"]: mount for mount in container.get("volumeMounts", [])}
+        environ = {variable["name"]: variable.get("value") for variable in container["env"]}
+        if part == "identity":
+            secret = volumes["service-secrets"]
+            assert secret["secretName"] == values["existingSecret"]
+            assert secret["items"] == [{"key": "notify", "path": "notify"}]
+            assert secret["defaultMode"] == 0o400 and mounts["service-secrets"]["readOnly"] is True
+            assert environ["CARNET_SERVICE_SECRETS_DIR"] == mounts["service-secrets"]["mountPath"]
+        elif part == "notify":
+            secret = volumes["service-secret"]
+            assert secret["items"] == [{"key": "notify", "path": "service-secret"}]
+            assert secret["defaultMode"] == 0o400 and mounts["service-secret"]["readOnly"] is True
+            assert environ["CARNET_SERVICE_SECRET_FILE"] == mounts["service-secret"]["mountPath"] + "/service-secret"
+        else:
+            assert not {"service-secrets", "service-secret"} & (set(volumes) | set(mounts)), name
+            assert not {"CARNET_SERVICE_SECRETS_DIR", "CARNET_SERVICE_SECRET_FILE"} & set(environ), name
+
+
+def test_compose_gives_identity_and_notify_notifys_secret() -> None:
+    document = compose()
+    assert document["secrets"]["notify-service-secret"]["file"] == "./notify-service-secret"
+    identity = document["services"]["identity"]
+    assert identity["secrets"] == [
+        {"source": "notify-service-secret", "target": "/run/secrets/service-secrets/notify"}
+    ]
+    assert compose_environment("identity")["CARNET_SERVICE_SECRETS_DIR"] == "/run/secrets/service-secrets"
+    assert {"source": "notify-service-secret", "target": "service-secret"} in document["services"]["notify"]["secrets"]
+    assert compose_environment("notify")["CARNET_SERVICE_SECRET_FILE"] == "/run/secrets/service-secret"
+    assert "infra/compose/notify-service-secret" in (REPO / ".gitignore").read_text().split()
 
 
 def test_credentials_come_only_from_existing_secrets(rendered: list[dict[str, Any]]) -> None:

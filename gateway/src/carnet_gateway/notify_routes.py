@@ -55,6 +55,9 @@ ROUTES: list[RpcRoute] = [
              "The prevention reminders sent to a holder", "prevention", NTF, "ListPreventionReminders",
              notify_pb.ListPreventionRemindersRequest, query_fields=(*PAGE, "recipient_id"),
              caller_defaults={"recipient_id": CALLER_SUBJECT}),
+    RpcRoute("POST", "/api/v1/prevention-reminders/run", "run_prevention_reminders",
+             'Compute and send the prevention reminders due (operators): {"as_of_date", "dry_run", "recipient_id"}',
+             "prevention", NTF, "RunPreventionReminders", notify_pb.RunPreventionRemindersRequest, body_field=""),
 ]
 
 rpc_router = router_for(ROUTES)

@@ -55,6 +55,13 @@ def test_each_service_gets_its_own_listen_address_and_the_shared_variables(
         assert env["PATH"] == "/usr/bin", "the rest of os.environ is passed through"
         assert ("CARNET_DICOM_LISTEN" in env) == (service.name == "imaging")
         assert "CARNET_HTTP_LISTEN" not in env
+        # Identity reads every service's secret; notify only its own; the others none.
+        secrets = tmp_path / ".carnet" / "secrets" / "services"
+        expected_dir = os.fspath(secrets) if service.name == "identity" else None
+        assert env.get("CARNET_SERVICE_SECRETS_DIR") == expected_dir
+        assert env.get("CARNET_SERVICE_SECRET_FILE") == (
+            os.fspath(secrets / "notify") if service.name == "notify" else None
+        )
     imaging = child_environment(settings, platform, "imaging")
     assert imaging["CARNET_DICOM_LISTEN"] == "127.0.0.1:11112"
     assert imaging["CARNET_DICOM_AE_TITLE"] == "CARNET"
@@ -62,6 +69,8 @@ def test_each_service_gets_its_own_listen_address_and_the_shared_variables(
     assert gateway["CARNET_HTTP_LISTEN"] == "127.0.0.1:8080"
     assert gateway["CARNET_DEV_MAILBOX_DIR"] == os.fspath(tmp_path / ".carnet" / "mailbox")
     assert "CARNET_GRPC_LISTEN" not in gateway
+    assert "CARNET_SERVICE_SECRETS_DIR" not in gateway
+    assert "CARNET_SERVICE_SECRET_FILE" not in gateway
 
 
 def test_addresses_the_user_set_win_everywhere(tmp_path: Path) -> None:

@@ -26,11 +26,14 @@ import redis.asyncio as redis
 from aiosmtpd.controller import Controller
 
 from carnet.notify.v1 import notify_service_pb2_grpc
-from carnet_kit.auth import Principal
-from carnet_kit.config import HostPort
+from carnet_identity.app import build as build_identity
+from carnet_identity.settings import IdentitySettings
+from carnet_kit.auth import Principal, TokenVerifier
+from carnet_kit.config import HostPort, load
 from carnet_kit.crypto import new_master_key_line
+from carnet_kit.peers import jwks_fetcher
 from carnet_kit.server import ServiceApp
-from carnet_kit.testing import TokenFactory, free_port
+from carnet_kit.testing import TokenFactory, free_port, write_service_secrets
 from carnet_notify.app import build
 from carnet_notify.settings import NotifySettings
 
@@ -233,13 +236,23 @@ def master_key_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def service_secrets_dir(tmp_path: Path) -> Path:
+    """Identity's directory of platform service secrets, holding notify's (``notify``)."""
+    directory = tmp_path / "service-secrets"
+    write_service_secrets(directory, "notify")
+    return directory
+
+
+@pytest.fixture
 def blob_dir(tmp_path: Path) -> Path:
     """Where notify's filesystem object store keeps the sealed attachments."""
     return tmp_path / "notify-blobs"
 
 
 @pytest.fixture
-def base_settings(database_url: str, redis_url: str, master_key_file: Path, blob_dir: Path) -> NotifySettings:
+def base_settings(
+    database_url: str, redis_url: str, master_key_file: Path, blob_dir: Path, service_secrets_dir: Path
+) -> NotifySettings:
     return NotifySettings(
         grpc_listen=HostPort("127.0.0.1", 0),
         database_url=database_url,
@@ -252,6 +265,9 @@ def base_settings(database_url: str, redis_url: str, master_key_file: Path, blob
         blob_store="fs",
         blob_dir=blob_dir,
         master_key_file=master_key_file,
+        service_secret_file=service_secrets_dir / "notify",
+        # The daily prevention run would remind every person of the shared test database; its tests run it.
+        prevention_job=False,
         smtp_timeout_seconds=2.0,
         max_delivery_attempts=5,
         retry_initial_seconds=0.2,
@@ -335,3 +351,35 @@ def as_caller(token_factory: TokenFactory) -> Callable[[Principal], tuple[tuple[
 
     return metadata
 
+
+@pytest.fixture
+async def identity_app(
+    database_url: str, redis_url: str, token_factory: TokenFactory, service_secrets_dir: Path
+) -> AsyncIterator[ServiceApp]:
+    """The real identity service (the holder's contact points), knowing notify's secret and trusting both
+    the test token factory and its own keys (the service token it gives notify)."""
+    port = free_port()
+
+    async def trusted() -> dict[str, Any]:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            own = await jwks_fetcher(channel)()
+        return {"keys": [*token_factory.jwks()["keys"], *own["keys"]]}
+
+    settings = load(
+        IdentitySettings,
+        {
+            "CARNET_GRPC_LISTEN": f"127.0.0.1:{port}",
+            "CARNET_SERVICE_SECRETS_DIR": str(service_secrets_dir),
+            "CARNET_DATABASE_URL": database_url,
+            "CARNET_REDIS_URL": redis_url,
+            # Its own notices (activation codes) have nowhere to go in this test.
+            "CARNET_NOTIFY_ADDR": f"127.0.0.1:{free_port()}",
+            "CARNET_PROFILE": "test",
+            "CARNET_CALL_TIMEOUT_SECONDS": "2",
+            "CARNET_GRACE_SECONDS": "0",
+        },
+    )
+    app = await build_identity(settings, verifier=TokenVerifier(trusted))
+    await app.start()
+    yield app
+    await app.stop(0)

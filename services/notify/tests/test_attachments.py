@@ -378,6 +378,7 @@ def test_the_process_exits_78_on_a_bad_master_key_file(tmp_path: Path, database_
         "CARNET_MAIL_FROM": "ne-pas-repondre@carnet.test",
         "CARNET_BLOB_DIR": str(tmp_path / "blobs"),
         "CARNET_MASTER_KEY_FILE": str(tmp_path / "no-such-file"),
+        "CARNET_SERVICE_SECRET_FILE": str(tmp_path / "service-secret"),
     }
     done = subprocess.run(
         [sys.executable, "-m", "carnet_notify"], env=environ, capture_output=True, text=True, timeout=60, check=False

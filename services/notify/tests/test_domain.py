@@ -80,7 +80,7 @@ def test_one_time_code_cannot_go_to_the_inbox() -> None:
 
 def test_kind_without_templates_yet_is_refused_naming_the_kind() -> None:
     with pytest.raises(InvalidArgument) as raised:
-        plan_deliveries(NotificationIntent(recipient_id="p1", kind=Kind.PREVENTION_REMINDER, email="a@b.fr"))
+        plan_deliveries(NotificationIntent(recipient_id="p1", kind=Kind.NEW_IMAGING_STUDY, email="a@b.fr"))
     assert raised.value.metadata["field"] == "notification.kind"
 
 
@@ -147,6 +147,7 @@ BASE_ENV = {
     "CARNET_SMTP_PORT": "2525",
     "CARNET_MAIL_FROM": "ne-pas-repondre@carnet.test",
     "CARNET_MASTER_KEY_FILE": "/run/secrets/master-keys",
+    "CARNET_SERVICE_SECRET_FILE": "/run/secrets/service-secret",
     "CARNET_BLOB_DIR": "/var/lib/carnet/notify",
 }
 
@@ -169,6 +170,9 @@ def test_settings_load_from_the_environment() -> None:
         ({"CARNET_MASTER_KEY_FILE": None}, "CARNET_MASTER_KEY_FILE"),
         ({"CARNET_BLOB_DIR": None}, "CARNET_BLOB_DIR"),
         ({"CARNET_MAX_ATTACHMENT_BYTES": "10"}, "CARNET_MAX_ATTACHMENT_BYTES"),
+        ({"CARNET_SERVICE_SECRET_FILE": None}, "CARNET_SERVICE_SECRET_FILE"),
+        ({"CARNET_PREVENTION_RUN_HOUR": "24"}, "CARNET_PREVENTION_RUN_HOUR"),
+        ({"CARNET_PREVENTION_CHECK_SECONDS": "0"}, "CARNET_PREVENTION_CHECK_SECONDS"),
     ],
 )
 def test_bad_settings_name_the_variable(change: dict[str, str | None], variable: str) -> None:

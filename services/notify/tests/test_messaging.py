@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -14,13 +14,11 @@ from carnet.common.v1 import common_pb2
 from carnet.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from carnet.identity.v1 import resources_pb2 as identity_resources_pb2
 from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc, resources_pb2
-from carnet_identity.app import build as build_identity
-from carnet_identity.settings import IdentitySettings
 from carnet_kit.auth import Principal
-from carnet_kit.config import HostPort, load
+from carnet_kit.config import HostPort
 from carnet_kit.server import ServiceApp
 from carnet_kit.status import RemoteError, parse_rpc_error
-from carnet_kit.testing import TokenFactory, free_port, wait_until
+from carnet_kit.testing import wait_until
 from carnet_notify.kinds import Channel, Kind
 from carnet_notify.messaging import (
     Participant,
@@ -434,28 +432,6 @@ async def test_a_new_message_tells_the_holder_in_the_inbox_even_when_identity_is
 
 def ins_for(nir: str) -> str:
     return f"{nir}{97 - int(nir) % 97:02d}"
-
-
-@pytest.fixture
-async def identity_app(database_url: str, redis_url: str, token_factory: TokenFactory) -> AsyncIterator[ServiceApp]:
-    """The real identity service (the holder's contact points), trusting the test token factory."""
-    settings = load(
-        IdentitySettings,
-        {
-            "CARNET_GRPC_LISTEN": f"127.0.0.1:{free_port()}",
-            "CARNET_DATABASE_URL": database_url,
-            "CARNET_REDIS_URL": redis_url,
-            # Its own notices (activation codes) have nowhere to go in this test.
-            "CARNET_NOTIFY_ADDR": f"127.0.0.1:{free_port()}",
-            "CARNET_PROFILE": "test",
-            "CARNET_CALL_TIMEOUT_SECONDS": "2",
-            "CARNET_GRACE_SECONDS": "0",
-        },
-    )
-    app = await build_identity(settings, verifier=token_factory.verifier())
-    await app.start()
-    yield app
-    await app.stop(0)
 
 
 async def test_a_new_message_e_mail_says_only_that_a_message_arrived(

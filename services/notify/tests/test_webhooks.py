@@ -347,6 +347,7 @@ BASE_ENV = {
     "CARNET_SMTP_PORT": "2525",
     "CARNET_MAIL_FROM": "ne-pas-repondre@carnet.test",
     "CARNET_MASTER_KEY_FILE": "/run/secrets/master-keys",
+    "CARNET_SERVICE_SECRET_FILE": "/run/secrets/service-secret",
     "CARNET_BLOB_DIR": "/var/lib/carnet/notify",
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,13 +18,13 @@ from carnet.consent.v1 import events_pb2 as consent_events
 from carnet.consent.v1 import resources_pb2 as consent_resources
 from carnet.dossier.v1 import events_pb2 as dossier_events
 from carnet.identity.v1 import events_pb2 as identity_events
-from carnet.identity.v1 import identity_service_pb2_grpc
+from carnet.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from carnet.identity.v1 import resources_pb2 as identity_resources
 from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc, resources_pb2
 from carnet_kit.auth import Principal
 from carnet_kit.config import HostPort
 from carnet_kit.server import ServiceApp
-from carnet_kit.testing import publish_event, wait_until
+from carnet_kit.testing import TokenFactory, publish_event, wait_until
 from carnet_notify.kinds import Kind
 from carnet_notify.templates import render_email, render_push, render_sms
 
@@ -235,20 +236,36 @@ async def test_opposition_receipt_carries_its_number(
 
 
 class _Identity(identity_service_pb2_grpc.IdentityServiceServicer):
-    """An identity stand-in knowing one e-mail address per person."""
+    """An identity stand-in knowing one e-mail address per person, and telling them only to notify itself:
+    the service token it grants for notify's secret (there is no caller behind an event)."""
 
-    def __init__(self, emails: dict[str, str]) -> None:
+    def __init__(self, emails: dict[str, str], secret: str, tokens: TokenFactory) -> None:
         self.emails = emails
+        self._secret = secret
+        self._tokens = tokens
+
+    async def ExchangeClientCredentials(self, request: Any, context: Any) -> identity_service_pb2.TokenSet:
+        if (request.client_id, request.client_secret) != ("notify", self._secret):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown client or wrong secret")
+        token = self._tokens.mint(Principal(subject="notify", role="service"))
+        return identity_service_pb2.TokenSet(access_token=token, token_type="Bearer", expires_in=300)
 
     async def GetPerson(self, request: Any, context: Any) -> identity_resources.Person:
+        bearer = dict(context.invocation_metadata()).get("authorization", "").removeprefix("Bearer ")
+        principal = await self._tokens.verifier().verify(bearer) if bearer else None
+        if principal is None or (principal.role, principal.subject) != ("service", "notify"):
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only notify's service token reads contact points")
         return identity_resources.Person(person_id=request.person_id, email=self.emails.get(request.person_id, ""))
 
 
 @pytest.fixture
-async def identity_port() -> AsyncIterator[tuple[int, dict[str, str]]]:
+async def identity_port(
+    service_secrets_dir: Path, token_factory: TokenFactory
+) -> AsyncIterator[tuple[int, dict[str, str]]]:
     emails: dict[str, str] = {}
     server = grpc.aio.server()
-    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(_Identity(emails), server)
+    secret = (service_secrets_dir / "notify").read_text().strip()
+    identity_service_pb2_grpc.add_IdentityServiceServicer_to_server(_Identity(emails, secret, token_factory), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield port, emails

@@ -81,7 +81,9 @@ Call with (dict "root" $ "drainSeconds" <seconds the process needs after SIGTERM
 
 {{/*
 Pod-level settings shared by every part. Call with (dict "root" $ "part" "identity").
-Dossier (documents) and notify (attachments) also mount the master keys that seal blobs.
+Dossier (documents) and notify (attachments) also mount the master keys that seal blobs;
+identity mounts every platform service's secret, and each service listed in
+serviceSecrets.services its own (for its token from identity).
 */}}
 {{- define "carnet.podSpecCommon" -}}
 {{- $v := .root.Values -}}
@@ -127,6 +129,25 @@ volumes:
         - key: {{ $v.masterKeys.key }}
           path: master-keys
 {{- end }}
+{{- if eq .part "identity" }}
+  - name: service-secrets
+    secret:
+      secretName: {{ required "serviceSecrets.existingSecret is required" $v.serviceSecrets.existingSecret }}
+      defaultMode: 0400
+      items:
+        {{- range $v.serviceSecrets.services }}
+        - key: {{ . }}
+          path: {{ . }}
+        {{- end }}
+{{- else if has .part $v.serviceSecrets.services }}
+  - name: service-secret
+    secret:
+      secretName: {{ required "serviceSecrets.existingSecret is required" $v.serviceSecrets.existingSecret }}
+      defaultMode: 0400
+      items:
+        - key: {{ .part }}
+          path: service-secret
+{{- end }}
 {{- end }}
 
 {{/*
@@ -143,6 +164,15 @@ volumeMounts:
 {{- if has .part (list "dossier" "notify") }}
   - name: master-keys
     mountPath: /etc/carnet/master-keys
+    readOnly: true
+{{- end }}
+{{- if eq .part "identity" }}
+  - name: service-secrets
+    mountPath: /etc/carnet/service-secrets
+    readOnly: true
+{{- else if has .part .root.Values.serviceSecrets.services }}
+  - name: service-secret
+    mountPath: /etc/carnet/service-secret
     readOnly: true
 {{- end }}
 lifecycle:

@@ -135,6 +135,14 @@ class Settings:
         )
 
     @property
+    def service_secrets_dir(self) -> Path:
+        """The platform services' own secrets, a file per service.
+
+        Identity reads them all, each service its own.
+        """
+        return self.secrets_dir / "services"
+
+    @property
     def runs_smtp_sink(self) -> bool:
         """False when the user points the platform at their own SMTP server."""
         return self.user_smtp_host is None
@@ -206,6 +214,8 @@ def platform_environment(settings: Settings, backends: Backends) -> dict[str, st
 
 
 _GATEWAY_ONLY = ("CARNET_HTTP_LISTEN", "CARNET_DEV_MAILBOX_DIR", "CARNET_DEV_TRACES_URL")
+SERVICES_WITH_SECRET = ("notify",)
+"""Services that get a token of their own from identity (for work no caller's token covers)."""
 _IMAGING_ONLY = ("CARNET_DICOM_LISTEN", "CARNET_DICOM_AE_TITLE")
 
 
@@ -214,7 +224,13 @@ def child_environment(settings: Settings, platform: Mapping[str, str], name: str
     env = dict(settings.environ)
     # The same variable names are reused by every service; a value the user exported for
     # one must not leak into the others.
-    for variable in (*_GATEWAY_ONLY, *_IMAGING_ONLY, "CARNET_GRPC_LISTEN"):
+    for variable in (
+        *_GATEWAY_ONLY,
+        *_IMAGING_ONLY,
+        "CARNET_GRPC_LISTEN",
+        "CARNET_SERVICE_SECRETS_DIR",
+        "CARNET_SERVICE_SECRET_FILE",
+    ):
         env.pop(variable, None)
     selected = {
         key: value
@@ -225,6 +241,10 @@ def child_environment(settings: Settings, platform: Mapping[str, str], name: str
     env.update(selected)
     if name in settings.service_addrs:
         env["CARNET_GRPC_LISTEN"] = settings.service_addrs[name]
+    if name == "identity":
+        env["CARNET_SERVICE_SECRETS_DIR"] = os.fspath(settings.service_secrets_dir)
+    if name in SERVICES_WITH_SECRET:
+        env["CARNET_SERVICE_SECRET_FILE"] = os.fspath(settings.service_secrets_dir / name)
     env["TCP_NODELAY"] = "1"
     # Logs go to files; unbuffered output keeps the tail shown after a crash complete.
     env.setdefault("PYTHONUNBUFFERED", "1")

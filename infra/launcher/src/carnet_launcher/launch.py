@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import secrets
 import shlex
 import signal
 import sys
@@ -19,6 +20,7 @@ from .config import (
     GATEWAY_NAME,
     SEED_MODULES,
     SERVICES,
+    SERVICES_WITH_SECRET,
     Backends,
     Settings,
     child_environment,
@@ -169,6 +171,7 @@ def _prepare(settings: Settings) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     settings.secrets_dir.chmod(0o700)
     _ensure_master_key(settings.master_key_file)
+    _ensure_service_secrets(settings.service_secrets_dir)
     if settings.blob_store == "fs":
         settings.blob_dir.mkdir(parents=True, exist_ok=True)
 
@@ -186,6 +189,21 @@ def _ensure_master_key(path: Path) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as out:
         out.write(line)
+
+
+def _ensure_service_secrets(directory: Path) -> None:
+    """Each platform service's own secret (for its token from identity).
+
+    Made once and kept with the data.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for name in SERVICES_WITH_SECRET:
+        path = directory / name
+        if path.exists():
+            continue
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
 
 
 def _check_addresses_free(settings: Settings) -> None:

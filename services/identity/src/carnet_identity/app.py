@@ -105,6 +105,7 @@ def housekeeping(
 
 async def build(settings: IdentitySettings, *, verifier: TokenVerifier | None = None) -> ServiceApp:
     """Everything the identity process serves; ``verifier`` replaces the local one (tests)."""
+    services = settings.service_secrets()  # before connecting anywhere: a bad secret stops the start at once
     resources = contextlib.AsyncExitStack()
     try:
         pool_store = await prepare_database(settings)
@@ -187,6 +188,8 @@ async def build(settings: IdentitySettings, *, verifier: TokenVerifier | None = 
                 issuer,
                 access_ttl_seconds=settings.access_token_ttl_seconds,
                 on_issued=client_token_recorder(directory_store),
+                services=services,
+                service_ttl_seconds=settings.service_token_ttl_seconds,
             ),
             login=login,
             sessions=sessions,

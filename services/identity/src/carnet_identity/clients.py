@@ -12,6 +12,7 @@ from carnet_identity.store import IdentityStore
 from carnet_identity.tokens import IssuedToken, TokenIssuer
 from carnet_kit.auth import Principal
 from carnet_kit.errors import Unauthenticated
+from carnet_kit.service_tokens import ServiceSecrets
 
 MAX_CLIENT_ID_LENGTH = 64
 
@@ -30,15 +31,28 @@ class ClientCredentialsService:
         *,
         access_ttl_seconds: int,
         on_issued: TokenIssued | None = None,
+        services: ServiceSecrets | None = None,
+        service_ttl_seconds: int = 300,
     ) -> None:
         self._store = store
+        self._services = services or ServiceSecrets({})
+        self._service_ttl = service_ttl_seconds
         self._on_issued = on_issued
         self._hasher = hasher
         self._issuer = issuer
         self._access_ttl = access_ttl_seconds
 
     async def exchange(self, client_id: str, client_secret: str, scopes: Sequence[str]) -> TokenGrant:
-        """An access token for a client whose secret matches; one answer for unknown client and wrong secret."""
+        """An access token for a client whose secret matches; one answer for unknown client and wrong secret.
+
+        A platform service (its name and secret from configuration, see ``carnet_kit.service_tokens``)
+        gets a token of role ``service`` whose subject is its name; no scope, no organisation.
+        """
+        if client_id in self._services:
+            if not self._services.matches(client_id, client_secret):
+                raise Unauthenticated("unknown client or wrong secret", reason="CLIENT_CREDENTIALS_INVALID")
+            issued = await self._issuer.mint(Principal(subject=client_id, role="service"), self._service_ttl)
+            return TokenGrant(issued)
         client = await self._store.client_by_id(client_id) if 0 < len(client_id) <= MAX_CLIENT_ID_LENGTH else None
         secret_matches = await self._hasher.verify(client.secret_hash if client else None, client_secret)
         if client is None or not secret_matches:

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from carnet_kit.config import ConfigError, env_name
+from carnet_kit.service_tokens import ServiceSecrets, read_service_secrets
 from carnet_kit.settings import ServiceSettings
 
 SCHEMA = "identity"
@@ -26,6 +27,9 @@ class IdentitySettings(ServiceSettings):
     login_failure_window_seconds: int = 900
     # How long a replaced signing key stays published; must outlive the tokens it signed.
     signing_key_overlap_seconds: int = 3600
+    # The platform services' secrets (a file per service, named by it): a service proving its secret
+    # gets a token of role "service" from ExchangeClientCredentials. None: no service may get one.
+    service_secrets_dir: Path | None = None
     # Where seed-demo writes the demo activation codes (and future local secrets).
     secrets_dir: Path | None = None
     # OpenID Connect provider as professionals' login source (e.g. Pro Santé Connect); off when the issuer is empty.
@@ -66,3 +70,12 @@ class IdentitySettings(ServiceSettings):
                 env_name("signing_key_overlap_seconds"),
                 "must be at least CARNET_ACCESS_TOKEN_TTL_SECONDS (a replaced key must outlive its tokens)",
             )
+
+    def service_secrets(self) -> ServiceSecrets:
+        """The platform services' secrets (``ConfigError`` if the directory or a file in it is unusable).
+
+        Read when the service is built, not when the variables are: the directory is a mounted secret.
+        """
+        if self.service_secrets_dir is None:
+            return ServiceSecrets({})
+        return ServiceSecrets(read_service_secrets(self.service_secrets_dir, env_name("service_secrets_dir")))

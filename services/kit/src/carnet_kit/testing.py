@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -111,6 +113,18 @@ class TokenFactory:
         now = int(time.time())
         claims = claims_for(principal, token_id=uuid.uuid4().hex, issued_at=now, expires_at=now + ttl)
         return jwt.encode({"alg": ALGORITHMS[0], "kid": self.kid}, claims, self.key, algorithms=ALGORITHMS)
+
+
+def write_service_secrets(directory: Path, *names: str) -> dict[str, str]:
+    """Fresh platform service secrets, one file per service in ``directory`` (as identity reads them)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    written = {}
+    for name in names:
+        written[name] = secrets.token_urlsafe(32)
+        path = directory / name
+        path.write_text(written[name] + "\n", encoding="utf-8")
+        path.chmod(0o600)
+    return written
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from carnet_kit.config import env_name
 from carnet_kit.objectstore import object_store_from_settings
 from carnet_kit.outbox import StreamConsumer, replica_name
 from carnet_kit.server import GrpcService, ServiceApp
+from carnet_kit.service_tokens import ServiceTokens
 from carnet_notify.attachment_keys import AttachmentKeys
 from carnet_notify.attachments import AttachmentService
 from carnet_notify.delivery import ChannelSender, DeliveryWorker, EmailSender, SmtpTransport
@@ -26,7 +27,8 @@ from carnet_notify.intake import EventIntake, IntakeStore
 from carnet_notify.kinds import Channel
 from carnet_notify.messaging_service import MessagingService
 from carnet_notify.messaging_store import MessagingStore
-from carnet_notify.peers import DossierRecord, HolderContacts
+from carnet_notify.peers import DossierRecord, HolderContacts, IdentityPersons
+from carnet_notify.prevention_job import PreventionJob
 from carnet_notify.servicer import NotifyServicer
 from carnet_notify.settings import NotifySettings
 from carnet_notify.store import SCHEMA, NotifyStore
@@ -34,6 +36,8 @@ from carnet_notify.webhooks import WebhookSender
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SERVICE_NAME = notify_service_pb2.DESCRIPTOR.services_by_name["NotifyService"].full_name
+SERVICE_CLIENT_NAME = "notify"
+"""The name notify's service secret is filed under at identity."""
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +57,7 @@ def _rewrapper(keys: AttachmentKeys) -> Callable[[], Coroutine[Any, Any, None]]:
 async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = None) -> ServiceApp:
     """Everything the notify process runs."""
     ring = settings.master_keys()  # before connecting anywhere: a bad key file stops the start at once
+    service_secret = settings.service_secret()
     base = await open_foundations(settings, SCHEMA, MIGRATIONS, outbox=True, verifier=verifier)
     store = NotifyStore(base.pool)
     smtp = SmtpTransport(
@@ -89,10 +94,12 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         lease_seconds=settings.lease_seconds,
         poll_seconds=settings.delivery_poll_seconds,
     )
+    tokens = ServiceTokens(base.identity, SERVICE_CLIENT_NAME, service_secret, timeout=settings.call_timeout_seconds)
+    contacts = HolderContacts(base.identity, tokens, timeout=settings.call_timeout_seconds)
     intake = EventIntake(
         store,
         IntakeStore(base.pool),
-        HolderContacts(base.identity, timeout=settings.call_timeout_seconds),
+        contacts,
         unavailable=unavailable,
         on_new_deliveries=worker.wake,
     )
@@ -122,13 +129,26 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         messaging_store,
         store,
         attachments,
-        HolderContacts(base.identity, timeout=settings.call_timeout_seconds),
+        contacts,
         on_new_deliveries=worker.wake,
         unavailable=unavailable,
     )
-    # The methods of later issues answer UNIMPLEMENTED through the generated base class.
-    servicer = NotifyServicer(  # type: ignore[abstract]
-        store, on_new_deliveries=worker.wake, unavailable=unavailable, messaging=messaging, attachments=attachments
+    prevention = PreventionJob(
+        base.pool,
+        store,
+        IdentityPersons(base.identity, tokens, timeout=settings.call_timeout_seconds),
+        unavailable=unavailable,
+        on_new_deliveries=worker.wake,
+        run_hour=settings.prevention_run_hour,
+        check_seconds=settings.prevention_check_seconds,
+    )
+    servicer = NotifyServicer(
+        store,
+        on_new_deliveries=worker.wake,
+        unavailable=unavailable,
+        messaging=messaging,
+        attachments=attachments,
+        prevention=prevention,
     )
     service = GrpcService(
         full_name=SERVICE_NAME,
@@ -139,6 +159,11 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         settings=settings,
         services=[service],
         verifier=base.verifier,
-        background=[worker.run, *(consumer.run for consumer in consumers), _rewrapper(keys)],
+        background=[
+            worker.run,
+            *(consumer.run for consumer in consumers),
+            _rewrapper(keys),
+            *([prevention.run_daily] if settings.prevention_job else []),
+        ],
         resources=base.resources,
     )

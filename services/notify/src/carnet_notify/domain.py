@@ -30,6 +30,7 @@ CHANNELS_BY_KIND: Mapping[Kind, tuple[Channel, ...]] = {
     Kind.BREAK_GLASS_ACCESS: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
     Kind.NEW_ORGANISATION_ACCESS: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
     Kind.AGENDA_REMINDER: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
+    Kind.PREVENTION_REMINDER: (Channel.IN_APP, Channel.EMAIL, Channel.SMS, Channel.PUSH),
     Kind.CLOSURE_CONFIRMATION: (Channel.IN_APP, Channel.EMAIL),
     Kind.OPPOSITION_RECEIPT: (Channel.IN_APP, Channel.EMAIL),
 }
@@ -48,6 +49,7 @@ DEFAULT_CHANNELS: Mapping[Kind, tuple[Channel, ...]] = {
     Kind.BREAK_GLASS_ACCESS: (Channel.IN_APP, Channel.EMAIL),
     Kind.NEW_ORGANISATION_ACCESS: (Channel.IN_APP, Channel.EMAIL),
     Kind.AGENDA_REMINDER: (Channel.IN_APP, Channel.EMAIL),
+    Kind.PREVENTION_REMINDER: (Channel.IN_APP, Channel.EMAIL),
 }
 """Channels of the other kinds when the intent names none; SMS and push go only when asked for."""
 

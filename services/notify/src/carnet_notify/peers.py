@@ -1,26 +1,33 @@
-"""Calls notify makes to other services for secure messaging, always with the caller's own token.
+"""Calls notify makes to other services.
 
-- identity: the holder's e-mail contact point, for the NEW_MESSAGE e-mail (identity lets
-  professionals and institutions read a person; a refusal or an outage only leaves the
-  e-mail out, the message and its inbox notice go through);
-- dossier: "save to my record", a DepositDocument made as the holder, so that dossier and
-  consent decide on the holder and mark the document as the holder's own.
+- identity, with notify's own service token (``carnet_kit.service_tokens``): a person's
+  e-mail contact point, for the e-mails of events and messages (a refusal or an outage only
+  leaves the e-mail out, the inbox item goes through); and the persons with a space, their
+  birth date and sex, for the daily prevention reminders;
+- dossier, with the caller's own token: "save to my record", a DepositDocument made as the
+  holder, so that dossier and consent decide on the holder and mark the document as the
+  holder's own.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import grpc
 
+from carnet.common.v1 import common_pb2
 from carnet.dossier.v1 import dossier_service_pb2 as dossier_pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as dossier_grpc
 from carnet.dossier.v1 import resources_pb2 as dossier_res
 from carnet.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
+from carnet.identity.v1 import resources_pb2 as identity_res
 from carnet_kit.auth import current_token
 from carnet_kit.channels import create_channel
 from carnet_kit.errors import CarnetError, Unavailable
+from carnet_kit.service_tokens import ServiceTokens
 from carnet_kit.settings import ServiceSettings
 from carnet_kit.status import parse_rpc_error
 from carnet_notify.messaging import RecordSaveRequest
@@ -59,20 +66,24 @@ def _remote(error: grpc.aio.AioRpcError, service: str) -> CarnetError:
 
 
 class HolderContacts:
-    """The holder's e-mail contact point, read from identity (``GetPerson``) with the caller's token."""
+    """A person's e-mail contact point, read from identity (``GetPerson``) with notify's service token."""
 
-    def __init__(self, identity: grpc.aio.Channel, *, timeout: float) -> None:
+    def __init__(self, identity: grpc.aio.Channel, tokens: ServiceTokens, *, timeout: float) -> None:
         self._stub = identity_service_pb2_grpc.IdentityServiceStub(identity)
+        self._tokens = tokens
         self._timeout = timeout
 
     async def email(self, holder_id: str) -> str:
-        """The holder's e-mail address; empty when identity has none, refuses, or does not answer."""
+        """The person's e-mail address; empty when identity has none, refuses, or does not answer."""
         try:
             person = await self._stub.GetPerson(
                 identity_service_pb2.GetPersonRequest(person_id=holder_id),
-                metadata=_caller_metadata(),
+                metadata=await self._tokens.metadata(),
                 timeout=self._timeout,
             )
+        except Unavailable as error:
+            log.warning("no e-mail contact point for holder %s: %s", holder_id, error.message)
+            return ""
         except grpc.aio.AioRpcError as error:
             remote = parse_rpc_error(error)
             log.warning(
@@ -83,6 +94,76 @@ class HolderContacts:
             )
             return ""
         return person.email
+
+
+SPACE_STATES = (identity_res.ACCOUNT_STATE_ACTIVE, identity_res.ACCOUNT_STATE_CREATED_BY_DEFAULT)
+"""The states in which a person has a space to be reminded in."""
+PERSONS_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """What the prevention rules need of a person: birth date (unknown month or day taken as the 1st),
+    administrative sex (``F``, ``M``, or empty when unknown) and where to write."""
+
+    person_id: str
+    birth_date: dt.date | None
+    sex: str
+    email: str
+
+
+def person_facts(person: identity_res.Person) -> PersonFacts:
+    """The facts of an identity Person message."""
+    born = person.birth_date
+    birth = None
+    if person.HasField("birth_date") and 1 <= born.year <= 9999:
+        try:
+            birth = dt.date(born.year, born.month or 1, born.day or 1)
+        except ValueError:
+            birth = None
+    sex = {common_pb2.SEX_FEMALE: "F", common_pb2.SEX_MALE: "M"}.get(person.sex, "")
+    return PersonFacts(person_id=person.person_id, birth_date=birth, sex=sex, email=person.email)
+
+
+class IdentityPersons:
+    """Persons with a space, from identity (``ListPersons``, ``GetPerson``) with notify's service token."""
+
+    def __init__(self, identity: grpc.aio.Channel, tokens: ServiceTokens, *, timeout: float) -> None:
+        self._stub = identity_service_pb2_grpc.IdentityServiceStub(identity)
+        self._tokens = tokens
+        self._timeout = timeout
+
+    async def pages(self, *, page_size: int = PERSONS_PAGE_SIZE) -> AsyncIterator[list[PersonFacts]]:
+        """Every person whose space is open (active or created by default), a page at a time."""
+        for state in SPACE_STATES:
+            token = ""
+            while True:
+                try:
+                    page = await self._stub.ListPersons(
+                        identity_service_pb2.ListPersonsRequest(page_size=page_size, page_token=token, state=state),
+                        metadata=await self._tokens.metadata(),
+                        timeout=self._timeout,
+                    )
+                except grpc.aio.AioRpcError as error:
+                    raise _remote(error, "identity") from None
+                yield [person_facts(person) for person in page.persons]
+                token = page.next_page_token
+                if not token:
+                    break
+
+    async def one(self, person_id: str) -> PersonFacts | None:
+        """One person if their space is open; None when identity knows no such person or the space is not open."""
+        try:
+            person = await self._stub.GetPerson(
+                identity_service_pb2.GetPersonRequest(person_id=person_id),
+                metadata=await self._tokens.metadata(),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _remote(error, "identity") from None
+        return person_facts(person) if person.state in SPACE_STATES else None
 
 
 class DossierRecord:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -36,10 +36,12 @@ from carnet_notify.domain import (
 from carnet_notify.kinds import PROVIDER_CHANNELS, Channel, DeliveryState, Kind
 from carnet_notify.messaging_service import MessagingService
 from carnet_notify.messaging_servicer import MessagingRpcs
+from carnet_notify.prevention_job import PreventionJob, ReminderRecord, paris_today
 from carnet_notify.store import DeliveryFilter, DeliveryRecord, InboxItemRecord, NotificationRecord, NotifyStore
 
 INBOX_PAGE_DEFAULT, INBOX_PAGE_MAX = 50, 500
 DELIVERIES_PAGE_DEFAULT, DELIVERIES_PAGE_MAX = 50, 1000
+REMINDERS_PAGE_DEFAULT, REMINDERS_PAGE_MAX = 50, 500
 
 _KIND_PREFIX = "NOTIFICATION_KIND_"
 _CHANNEL_PREFIX = "DELIVERY_CHANNEL_"
@@ -169,7 +171,7 @@ def _preferences_proto(preferences: RecipientPreferences) -> resources_pb2.Prefe
 
 
 class NotifyServicer(MessagingRpcs, notify_service_pb2_grpc.NotifyServiceServicer):
-    """Notifications, deliveries, the inbox, preferences and secure messaging; reminders come later."""
+    """Notifications, deliveries, the inbox, preferences, secure messaging and prevention reminders."""
 
     def __init__(
         self,
@@ -179,7 +181,9 @@ class NotifyServicer(MessagingRpcs, notify_service_pb2_grpc.NotifyServiceService
         *,
         messaging: MessagingService,
         attachments: AttachmentService,
+        prevention: PreventionJob,
     ) -> None:
+        self._prevention = prevention
         self._messaging = messaging
         self._attachments = attachments
         self._store = store
@@ -304,3 +308,53 @@ class NotifyServicer(MessagingRpcs, notify_service_pb2_grpc.NotifyServiceService
             ]
         )
         return _preferences_proto(await self._store.update_preferences(given.recipient_id, choices))
+
+    # ---- prevention reminders
+
+    async def ListPreventionReminders(
+        self, request: notify_service_pb2.ListPreventionRemindersRequest, context: Any
+    ) -> notify_service_pb2.ListPreventionRemindersResponse:
+        if not request.recipient_id:
+            raise InvalidArgument("recipient_id is required", field="recipient_id", reason="FIELD_INVALID")
+        check_inbox_reader(current_principal(), request.recipient_id)
+        scope = f"prevention|{request.recipient_id}"
+        limit = page_size(request.page_size, default=REMINDERS_PAGE_DEFAULT, maximum=REMINDERS_PAGE_MAX)
+        after = decode_page_token(request.page_token, scope)
+        reminders = await self._prevention.store.list(request.recipient_id, after, limit + 1)
+        next_token = ""
+        if len(reminders) > limit:
+            reminders = reminders[:limit]
+            next_token = encode_page_token(Cursor(reminders[-1].send_time, reminders[-1].reminder_id), scope)
+        return notify_service_pb2.ListPreventionRemindersResponse(
+            reminders=[_reminder_proto(reminder) for reminder in reminders], next_page_token=next_token
+        )
+
+    async def RunPreventionReminders(
+        self, request: notify_service_pb2.RunPreventionRemindersRequest, context: Any
+    ) -> notify_service_pb2.RunPreventionRemindersResponse:
+        require_role(current_principal(), "service", "operator")
+        day = paris_today()
+        if request.HasField("as_of_date"):
+            given = request.as_of_date
+            try:
+                day = date(given.year, given.month, given.day)
+            except ValueError:
+                raise InvalidArgument(
+                    "as_of_date must be a full calendar date", field="as_of_date", reason="FIELD_INVALID"
+                ) from None
+        if request.recipient_id:
+            _uuid(request.recipient_id, "recipient_id")
+        result = await self._prevention.run(day, dry_run=request.dry_run, recipient_id=request.recipient_id)
+        return notify_service_pb2.RunPreventionRemindersResponse(due_count=result.due, sent_count=result.sent)
+
+
+def _reminder_proto(record: ReminderRecord) -> resources_pb2.PreventionReminder:
+    return resources_pb2.PreventionReminder(
+        reminder_id=str(record.reminder_id),
+        recipient_id=record.recipient_id,
+        program=resources_pb2.PreventionProgram.Value("PREVENTION_PROGRAM_" + record.program),
+        period=record.period,
+        detail=record.detail,
+        send_time=_timestamp(record.send_time),
+        notification_id=str(record.notification_id),
+    )

@@ -11,6 +11,7 @@ from typing import Literal
 from carnet_kit.config import ConfigError, env_name
 from carnet_kit.crypto import MasterKeyRing
 from carnet_kit.outbox import stream_name
+from carnet_kit.service_tokens import read_service_secret
 from carnet_kit.settings import BlobStoreSettings, ServiceSettings
 from carnet_notify.domain import is_email_address
 
@@ -30,6 +31,9 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
     """The platform's one sender address; no other is ever used."""
     master_key_file: Path
     """Master keys wrapping the data keys of attachments: ``<id>:<base64 32 bytes>`` per line, current first."""
+    service_secret_file: Path
+    """Notify's own secret (the ``notify`` file of identity's ``CARNET_SERVICE_SECRETS_DIR``), exchanged with
+    identity for a service token: contact points for event e-mails, persons for prevention reminders."""
     max_attachment_bytes: int = 10 * 1024 * 1024
     """Largest attachment accepted; an upload is cut off as soon as it passes it."""
     smtp_timeout_seconds: float = 10.0
@@ -57,6 +61,12 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
     recipient_rate_limit: int = 20
     """Non-security deliveries per recipient and channel in one window; more wait for the next window."""
     recipient_rate_window_seconds: int = 3600
+    prevention_job: bool = True
+    """Whether this replica takes part in the daily prevention run (one replica at a time runs it)."""
+    prevention_run_hour: int = 9
+    """Hour (Paris time, 0-23) from which the day's prevention reminders are computed and sent."""
+    prevention_check_seconds: float = 600.0
+    """How often a replica checks whether the day's prevention run is due."""
 
     def validate(self) -> None:
         """Cross-field checks, each naming the variable at fault."""
@@ -99,6 +109,10 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
             raise ConfigError(env_name("recipient_rate_limit"), "must be at least 1")
         if self.recipient_rate_window_seconds < 1:
             raise ConfigError(env_name("recipient_rate_window_seconds"), "must be at least 1")
+        if not 0 <= self.prevention_run_hour <= 23:
+            raise ConfigError(env_name("prevention_run_hour"), f"must be an hour (0-23); got {self.prevention_run_hour}")
+        if self.prevention_check_seconds <= 0:
+            raise ConfigError(env_name("prevention_check_seconds"), "must be positive")
 
     def _check_webhook_url(self, field_name: str, url: str) -> None:
         """An absolute http(s) URL; in production, https unless the provider is on this host."""
@@ -117,6 +131,10 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
         Read when the service is built, not when the variables are: the file is a mounted secret.
         """
         return MasterKeyRing.from_file(self.master_key_file, variable=env_name("master_key_file"))
+
+    def service_secret(self) -> str:
+        """Notify's service secret read from ``CARNET_SERVICE_SECRET_FILE`` (ConfigError naming it when unusable)."""
+        return read_service_secret(self.service_secret_file, env_name("service_secret_file"))
 
     @property
     def lease_seconds(self) -> float:

@@ -283,6 +283,34 @@ def _agenda_reminder_inbox(params: Params) -> RenderedInboxItem:
     return RenderedInboxItem(title="Rappel de votre agenda", body=f"{what} est prévu le {params['start_time']}.")
 
 
+def _prevention_email(params: Params) -> RenderedEmail:
+    return _plain_email(
+        "Un rappel de prévention vous attend sur Carnet",
+        params,
+        [
+            "Un rappel de prévention adapté à votre âge vous attend dans votre espace Carnet"
+            " (bilan de prévention, dépistage ou vaccination, selon le calendrier national).",
+            "Pour en voir le détail, connectez-vous à votre espace Carnet.",
+            _PRIVACY,
+        ],
+    )
+
+
+def _prevention_sms(params: Params) -> str:
+    return "Carnet : un rappel de prévention vous attend dans votre espace."
+
+
+def _prevention_push(params: Params) -> RenderedPush:
+    return RenderedPush(title="Carnet", body="Un rappel de prévention vous attend dans votre espace.")
+
+
+def _prevention_inbox(params: Params) -> RenderedInboxItem:
+    return RenderedInboxItem(
+        title="Rappel de prévention",
+        body=f"{params['detail']}. Parlez-en à votre médecin traitant.",
+    )
+
+
 def _closure_email(params: Params) -> RenderedEmail:
     return _plain_email(
         "Fermeture de votre espace Carnet",
@@ -365,6 +393,14 @@ TEMPLATES: Mapping[Kind, Template] = {
         inbox=_agenda_reminder_inbox,
         sms=_agenda_reminder_sms,
         push=_agenda_reminder_push,
+    ),
+    # Which screening or vaccination is due (it tells age and sex) stays in the inbox.
+    Kind.PREVENTION_REMINDER: Template(
+        required=("detail",),
+        email=_prevention_email,
+        inbox=_prevention_inbox,
+        sms=_prevention_sms,
+        push=_prevention_push,
     ),
     Kind.CLOSURE_CONFIRMATION: Template(required=("closure_time",), email=_closure_email, inbox=_closure_inbox),
     Kind.OPPOSITION_RECEIPT: Template(
