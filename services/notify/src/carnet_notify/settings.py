@@ -44,6 +44,9 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
     retry_initial_seconds: float = 30.0
     retry_max_seconds: float = 3600.0
     delivery_poll_seconds: float = 1.0
+    delivery_lease_seconds: float = 0.0
+    """How long one attempt holds its delivery: a replica dying mid-send leaves it to be tried again after
+    that. 0: three times the longest provider time-out plus 30 s. Set, it must exceed both time-outs."""
     dossier_events_stream: str = stream_name("dossier")
     identity_events_stream: str = stream_name("identity")
     """Identity's events: closed accounts, treating physicians."""
@@ -92,6 +95,13 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
             raise ConfigError(env_name("retry_max_seconds"), "must be at least CARNET_RETRY_INITIAL_SECONDS")
         if self.delivery_poll_seconds <= 0:
             raise ConfigError(env_name("delivery_poll_seconds"), "must be positive")
+        if self.delivery_lease_seconds and self.delivery_lease_seconds <= max(
+            self.smtp_timeout_seconds, self.webhook_timeout_seconds
+        ):
+            raise ConfigError(
+                env_name("delivery_lease_seconds"),
+                "must exceed CARNET_SMTP_TIMEOUT_SECONDS and CARNET_WEBHOOK_TIMEOUT_SECONDS (or be 0)",
+            )
         for stream_field in ("dossier_events_stream", "identity_events_stream", "consent_events_stream"):
             if not getattr(self, stream_field):
                 raise ConfigError(env_name(stream_field), "must not be empty")
@@ -139,7 +149,7 @@ class NotifySettings(ServiceSettings, BlobStoreSettings):
     @property
     def lease_seconds(self) -> float:
         """How long an attempt may run before another replica may take the delivery again."""
-        return 3 * max(self.smtp_timeout_seconds, self.webhook_timeout_seconds) + 30
+        return self.delivery_lease_seconds or 3 * max(self.smtp_timeout_seconds, self.webhook_timeout_seconds) + 30
 
 
 def _is_loopback(host: str) -> bool:
