@@ -14,6 +14,7 @@ from carnet.common.v1 import common_pb2
 from carnet.identity.v1 import identity_service_pb2, identity_service_pb2_grpc
 from carnet.identity.v1 import resources_pb2 as identity_resources_pb2
 from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc, resources_pb2
+from carnet_identity.domain.identifiers import luhn_check_digit
 from carnet_kit.auth import Principal
 from carnet_kit.config import HostPort
 from carnet_kit.server import ServiceApp
@@ -454,8 +455,20 @@ async def test_a_new_message_e_mail_says_only_that_a_message_arrived(
             ),
             metadata=as_caller(OPERATOR),
         )
+        stem = f"1{random.randint(0, 10**9 - 1):09d}"
+        registered = await identity.CreateProfessional(
+            identity_service_pb2.CreateProfessionalRequest(
+                professional=identity_resources_pb2.Professional(
+                    rpps=stem + luhn_check_digit(stem),
+                    name=common_pb2.PersonName(birth_name="Lefèvre", first_names=["Noé"]),
+                    profession_code="10",
+                    email=f"noe-{stem}@test.carnet.test",
+                )
+            ),
+            metadata=as_caller(OPERATOR),
+        )
     me = Principal(subject=person.person_id, role="holder")
-    doctor = professional()
+    doctor = Principal(subject=registered.professional_id, role="professional", rpps=registered.rpps)
     async with run_app(smtp_port=smtp_sink.port, identity_addr=HostPort("127.0.0.1", identity_app.port)) as app:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             stub = notify_service_pb2_grpc.NotifyServiceStub(channel)
@@ -463,10 +476,22 @@ async def test_a_new_message_e_mail_says_only_that_a_message_arrived(
             thread = await start_thread(stub, as_caller, doctor, me.subject, subject=secret_subject, body=secret_body)
             [mail] = await wait_until(lambda: [m for m in smtp_sink.received() if email in m.envelope_to])
             [item] = await inbox(stub, as_caller, me)
+            # Who wrote, as identity names them: the doctor with their title, the holder by name.
+            reply = await post(stub, as_caller, me, thread.thread_id, "Merci docteur.")
+            assert reply.sender_display_name == "Inès DURAND"
+            listed = await stub.ListMessages(
+                notify_service_pb2.ListMessagesRequest(thread_id=thread.thread_id), metadata=as_caller(me)
+            )
+            assert [m.sender_display_name for m in listed.messages] == ["Dr Noé LEFÈVRE", "Inès DURAND"]
+            seen = await get_thread(stub, as_caller, me, thread.thread_id)
+            assert {p.subject: p.display_name for p in seen.participants} == {
+                doctor.subject: "Dr Noé LEFÈVRE",
+                me.subject: "Inès DURAND",
+            }
     assert item.kind == resources_pb2.NOTIFICATION_KIND_NEW_MESSAGE and item.parameters["thread_id"] == thread.thread_id
     assert mail.message["Subject"] == "Nouveau message dans votre espace Carnet"
     assert "nouveau message" in mail.text()
-    for secret in (secret_body, secret_subject, "biopsie", "Biopsie", "DURAND", doctor.rpps):
+    for secret in (secret_body, secret_subject, "biopsie", "Biopsie", "DURAND", "LEFÈVRE", doctor.rpps):
         for part in (mail.message["Subject"], mail.text(), mail.html()):
             assert secret not in part
 

@@ -27,7 +27,7 @@ from carnet_notify.intake import EventIntake, IntakeStore
 from carnet_notify.kinds import Channel
 from carnet_notify.messaging_service import MessagingService
 from carnet_notify.messaging_store import MessagingStore
-from carnet_notify.peers import DossierRecord, HolderContacts, IdentityPersons
+from carnet_notify.peers import DossierRecord, HolderContacts, IdentityPersons, ParticipantNames
 from carnet_notify.prevention_job import PreventionJob
 from carnet_notify.servicer import NotifyServicer
 from carnet_notify.settings import NotifySettings
@@ -130,6 +130,7 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         store,
         attachments,
         contacts,
+        ParticipantNames(base.identity, tokens, timeout=settings.call_timeout_seconds),
         on_new_deliveries=worker.wake,
         unavailable=unavailable,
     )

@@ -46,7 +46,7 @@ from carnet_notify.messaging_store import (
     MessagingStore,
     ThreadRecord,
 )
-from carnet_notify.peers import HolderContacts
+from carnet_notify.peers import HolderContacts, ParticipantNames
 from carnet_notify.store import NotifyStore
 
 
@@ -81,10 +81,12 @@ class MessagingService:
         notifications: NotifyStore,
         attachments: AttachmentService,
         contacts: HolderContacts,
+        names: ParticipantNames,
         *,
         on_new_deliveries: Callable[[], None],
         unavailable: Mapping[Channel, str] | None = None,
     ) -> None:
+        self._names = names
         self._store = store
         self._notifications = notifications
         self._attachments = attachments
@@ -197,9 +199,19 @@ class MessagingService:
             thread_subject=new.subject,
         )
         binding = await self._attachments.bind(attachments, new.holder_id)
-        message = MessageToPost(message_id, caller, first.body, request_id, binding.posted, notifications)
+        message = MessageToPost(
+            message_id,
+            caller,
+            first.body,
+            request_id,
+            binding.posted,
+            notifications,
+            sender_display_name=await self._names.of(caller.role, caller.subject),
+        )
         try:
-            record = await self._store.create_thread(thread_id, new, request_id, message)
+            record = await self._store.create_thread(
+                thread_id, new, request_id, message, holder_name=await self._names.of("holder", new.holder_id)
+            )
         except asyncpg.UniqueViolationError:
             await binding.undo()
             # The same request, sent twice at once: the other one started the thread.
@@ -277,7 +289,15 @@ class MessagingService:
             thread_subject=thread.subject,
         )
         binding: Binding = await self._attachments.bind(attachments, thread.holder_id)
-        to_post = MessageToPost(message_id, caller, message.body, request_id, binding.posted, notifications)
+        to_post = MessageToPost(
+            message_id,
+            caller,
+            message.body,
+            request_id,
+            binding.posted,
+            notifications,
+            sender_display_name=await self._names.of(caller.role, caller.subject),
+        )
         try:
             posted = await self._store.post_message(thread_id, to_post)
         except asyncpg.UniqueViolationError:

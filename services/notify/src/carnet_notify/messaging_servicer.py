@@ -68,6 +68,7 @@ def message_proto(record: MessageRecord) -> resources_pb2.ThreadMessage:
         message_id=str(record.message_id),
         thread_id=str(record.thread_id),
         sender=record.sender.to_actor(),
+        sender_display_name=record.sender_display_name,
         body=record.body,
         attachments=[attachment_proto(attachment) for attachment in record.attachments],
         create_time=_timestamp(record.create_time),

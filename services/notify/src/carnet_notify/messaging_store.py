@@ -103,6 +103,7 @@ class MessageRecord:
     body: str
     attachments: tuple[AttachmentRecord, ...]
     create_time: datetime
+    sender_display_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class MessageToPost:
     request_id: str
     attachments: tuple[PostedAttachment, ...]
     notifications: tuple[PreparedNotification, ...]
+    sender_display_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -233,17 +235,28 @@ async def _messages(conn: asyncpg.Connection, rows: Sequence[Any]) -> list[Messa
     by_message: dict[uuid.UUID, list[AttachmentRecord]] = {}
     for attachment in attachments:
         by_message.setdefault(attachment["message_id"], []).append(_attachment(attachment))
-    return [
-        MessageRecord(
-            message_id=row["message_id"],
-            thread_id=row["thread_id"],
-            sender=actor_principal(row["sender"]),
-            body=row["body"],
-            attachments=tuple(by_message.get(row["message_id"], ())),
-            create_time=row["create_time"],
+    names = {
+        (row["thread_id"], row["subject"]): row["display_name"]
+        for row in await conn.fetch(
+            "SELECT thread_id, subject, display_name FROM thread_participants WHERE thread_id = ANY($1::uuid[])",
+            list({row["thread_id"] for row in rows}),
         )
-        for row in rows
-    ]
+    }
+    messages = []
+    for row in rows:
+        sender = actor_principal(row["sender"])
+        messages.append(
+            MessageRecord(
+                message_id=row["message_id"],
+                thread_id=row["thread_id"],
+                sender=sender,
+                body=row["body"],
+                attachments=tuple(by_message.get(row["message_id"], ())),
+                create_time=row["create_time"],
+                sender_display_name=names.get((row["thread_id"], sender.subject), ""),
+            )
+        )
+    return messages
 
 
 class MessagingStore:
@@ -332,7 +345,7 @@ class MessagingStore:
             return await _thread(conn, thread_id, reader)
 
     async def create_thread(
-        self, thread_id: uuid.UUID, new: NewThread, request_id: str, first: MessageToPost
+        self, thread_id: uuid.UUID, new: NewThread, request_id: str, first: MessageToPost, *, holder_name: str = ""
     ) -> ThreadRecord:
         """Start a thread with its first message, its participants (starter and holder) and the notices.
 
@@ -353,8 +366,11 @@ class MessagingStore:
                 request_id,
             )
             await conn.executemany(
-                "INSERT INTO thread_participants (thread_id, subject, role) VALUES ($1, $2, $3)",
-                [(thread_id, starter.subject, starter.role), (thread_id, new.holder_id, "holder")],
+                "INSERT INTO thread_participants (thread_id, subject, role, display_name) VALUES ($1, $2, $3, $4)",
+                [
+                    (thread_id, starter.subject, starter.role, first.sender_display_name),
+                    (thread_id, new.holder_id, "holder", holder_name),
+                ],
             )
             # The first message's idempotency key is the thread's.
             await self._insert_message(conn, thread_id, first, request_id="")
@@ -386,12 +402,15 @@ class MessagingStore:
         """
         sender = message.sender
         async with self._pool.acquire() as conn, conn.transaction():
+            # A name learnt late (identity was down when the participant joined) is filled in.
             await conn.execute(
-                "INSERT INTO thread_participants (thread_id, subject, role) VALUES ($1, $2, $3)"
-                " ON CONFLICT (thread_id, subject) DO NOTHING",
+                "INSERT INTO thread_participants (thread_id, subject, role, display_name) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (thread_id, subject) DO UPDATE SET display_name = EXCLUDED.display_name"
+                " WHERE thread_participants.display_name = '' AND EXCLUDED.display_name <> ''",
                 thread_id,
                 sender.subject,
                 sender.role,
+                message.sender_display_name,
             )
             row = await self._insert_message(conn, thread_id, message, request_id=message.request_id)
             (posted,) = await _messages(conn, [row])

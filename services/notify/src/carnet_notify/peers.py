@@ -96,6 +96,66 @@ class HolderContacts:
         return person.email
 
 
+_PROFESSION_TITLES = {"10": "Dr ", "40": "Dr "}
+NAMES_CACHED = 4096
+"""Display names kept in memory (names change rarely; a new process reads them again)."""
+
+
+def _person_name(name: common_pb2.PersonName) -> str:
+    first = name.first_names[0] if name.first_names else ""
+    last = (name.used_name or name.birth_name).upper()
+    return " ".join(part for part in (first, last) if part)
+
+
+class ParticipantNames:
+    """How a thread shows who wrote: a professional's name (``Dr Paul DUBOIS``), a client's display name, a
+    person's name; read from identity with notify's service token. Presentation only: a name identity cannot
+    give stays empty (and is asked again next time)."""
+
+    def __init__(self, identity: grpc.aio.Channel, tokens: ServiceTokens, *, timeout: float) -> None:
+        self._stub = identity_service_pb2_grpc.IdentityServiceStub(identity)
+        self._tokens = tokens
+        self._timeout = timeout
+        self._known: dict[tuple[str, str], str] = {}
+
+    async def of(self, role: str, subject: str) -> str:
+        """The display name of the participant ``subject`` taking part as ``role``; empty when unknown."""
+        key = (role, subject)
+        if key in self._known:
+            return self._known[key]
+        try:
+            name = await self._ask(role, subject)
+        except (Unavailable, grpc.aio.AioRpcError) as error:
+            reason = error.message if isinstance(error, Unavailable) else parse_rpc_error(error).reason
+            log.warning("no display name for %s %s: %s", role, subject, reason)
+            return ""
+        if len(self._known) >= NAMES_CACHED:
+            self._known.pop(next(iter(self._known)))
+        self._known[key] = name
+        return name
+
+    async def _ask(self, role: str, subject: str) -> str:
+        metadata = await self._tokens.metadata()
+        if role == "professional":
+            professional = await self._stub.GetProfessional(
+                identity_service_pb2.GetProfessionalRequest(professional_id=subject),
+                metadata=metadata,
+                timeout=self._timeout,
+            )
+            return _PROFESSION_TITLES.get(professional.profession_code, "") + _person_name(professional.name)
+        if role == "client":
+            client = await self._stub.GetSoftwareClient(
+                identity_service_pb2.GetSoftwareClientRequest(client_id=subject), metadata=metadata, timeout=self._timeout
+            )
+            return client.display_name
+        if role in ("holder", "representative", "helper"):
+            person = await self._stub.GetPerson(
+                identity_service_pb2.GetPersonRequest(person_id=subject), metadata=metadata, timeout=self._timeout
+            )
+            return _person_name(person.name)
+        return ""
+
+
 SPACE_STATES = (identity_res.ACCOUNT_STATE_ACTIVE, identity_res.ACCOUNT_STATE_CREATED_BY_DEFAULT)
 """The states in which a person has a space to be reminded in."""
 PERSONS_PAGE_SIZE = 1000
