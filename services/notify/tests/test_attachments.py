@@ -21,6 +21,8 @@ import pytest
 from carnet.dossier.v1 import dossier_service_pb2 as dossier_pb
 from carnet.dossier.v1 import dossier_service_pb2_grpc as dossier_grpc
 from carnet.dossier.v1 import resources_pb2 as dossier_res
+from carnet.identity.v1 import events_pb2 as identity_events
+from carnet.identity.v1 import resources_pb2 as identity_resources
 from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc, resources_pb2
 from carnet_consent.app import build as build_consent
 from carnet_consent.settings import ConsentSettings
@@ -32,7 +34,7 @@ from carnet_kit.crypto import new_master_key_line
 from carnet_kit.db import create_pool
 from carnet_kit.server import ServiceApp
 from carnet_kit.status import RemoteError, parse_rpc_error
-from carnet_kit.testing import TokenFactory, free_port
+from carnet_kit.testing import TokenFactory, free_port, publish_event, wait_until
 from carnet_notify.app import build
 from carnet_notify.settings import NotifySettings
 
@@ -544,3 +546,63 @@ async def test_only_the_holder_saves_and_only_what_the_record_can_hold(
     parent = Principal(subject=str(uuid.uuid4()), role="representative", acting_for=me.subject)
     unknown_parent = await failure(save(stub, as_caller, parent, report.attachment_id))
     assert (unknown_parent.code, unknown_parent.domain) == (grpc.StatusCode.PERMISSION_DENIED, "dossier.carnet")
+
+
+# ------------------------------------------------------------------------- a deleted space
+
+
+async def test_a_deleted_space_shreds_its_attachments_and_leaves_nothing_in_notify(
+    app: ServiceApp, stub: Stub, as_caller: Metadata, blob_dir: Path, redis_client: Any, database_url: str
+) -> None:
+    doctor, me, other = professional(), holder(), holder()
+    mine = await start_thread(stub, as_caller, doctor, me.subject)
+    theirs = await start_thread(stub, as_caller, doctor, other.subject)
+    content = pdf("COMPTE-RENDU-A-EFFACER")
+    attachment = await upload(stub, as_caller, doctor, content, thread_id=mine.thread_id)
+    await post(stub, as_caller, doctor, mine.thread_id, [attachment.attachment_id], "Le compte rendu.")
+    kept = await upload(stub, as_caller, doctor, pdf("AUTRE-PATIENT"), thread_id=theirs.thread_id)
+    await post(stub, as_caller, doctor, theirs.thread_id, [kept.attachment_id])
+    sealed = stored_blob(blob_dir, attachment.attachment_id)
+    assert (await stub.ListInboxItems(
+        notify_service_pb2.ListInboxItemsRequest(recipient_id=me.subject), metadata=as_caller(me)
+    )).items
+
+    settings = app.settings
+    assert isinstance(settings, NotifySettings)
+    deleted = identity_events.AccountStateChangedEvent(
+        person_id=me.subject,
+        previous_state=identity_resources.ACCOUNT_STATE_CLOSED,
+        state=identity_resources.ACCOUNT_STATE_DELETED,
+    )
+    event_id = await publish_event(redis_client, settings.identity_events_stream, deleted)
+    pool = await create_pool(database_url, "notify")
+    try:
+        await wait_until(
+            lambda: _count(pool, "SELECT count(*) FROM threads WHERE holder_id = $1", me.subject, want=0), timeout=15
+        )
+        # The holder's key is gone: what was sealed under it cannot be opened, and the object is removed.
+        assert await pool.fetchval("SELECT count(*) FROM data_keys WHERE owner_id = $1", uuid.UUID(me.subject)) == 0
+        assert not sealed.exists()
+        for table, column in (
+            ("notifications", "recipient_id"),
+            ("inbox_items", "recipient_id"),
+            ("preferences", "recipient_id"),
+            ("prevention_reminders", "recipient_id"),
+        ):
+            assert await pool.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", me.subject) == 0, table
+        gone = await failure(download(stub, as_caller, doctor, attachment.attachment_id))
+        assert gone.code == grpc.StatusCode.NOT_FOUND
+        # Another holder's conversation is untouched.
+        assert (await download(stub, as_caller, other, kept.attachment_id))[1] == pdf("AUTRE-PATIENT")
+        assert await pool.fetchval("SELECT count(*) FROM threads WHERE holder_id = $1", other.subject) == 1
+        # The same event again: nothing more to do, nothing breaks.
+        await publish_event(redis_client, settings.identity_events_stream, deleted, event_id=event_id)
+        await wait_until(
+            lambda: _count(pool, "SELECT count(*) FROM processed_events WHERE event_id = $1", uuid.UUID(event_id), want=1)
+        )
+    finally:
+        await pool.close()
+
+
+async def _count(pool: Any, query: str, value: Any, *, want: int) -> bool:
+    return bool(await pool.fetchval(query, value) == want)

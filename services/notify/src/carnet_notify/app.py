@@ -31,6 +31,7 @@ from carnet_notify.peers import DossierRecord, HolderContacts, IdentityPersons, 
 from carnet_notify.prevention_job import PreventionJob
 from carnet_notify.servicer import NotifyServicer
 from carnet_notify.settings import NotifySettings
+from carnet_notify.space_erasure import SpaceErasure
 from carnet_notify.store import SCHEMA, NotifyStore
 from carnet_notify.webhooks import WebhookSender
 
@@ -94,6 +95,8 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         lease_seconds=settings.lease_seconds,
         poll_seconds=settings.delivery_poll_seconds,
     )
+    blobs = object_store_from_settings(settings)
+    base.resources.push_async_callback(blobs.close)
     tokens = ServiceTokens(base.identity, SERVICE_CLIENT_NAME, service_secret, timeout=settings.call_timeout_seconds)
     contacts = HolderContacts(base.identity, tokens, timeout=settings.call_timeout_seconds)
     intake = EventIntake(
@@ -102,6 +105,7 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
         contacts,
         unavailable=unavailable,
         on_new_deliveries=worker.wake,
+        erasure=SpaceErasure(base.pool, blobs),
     )
     consumers = [
         StreamConsumer(
@@ -118,8 +122,6 @@ async def build(settings: NotifySettings, *, verifier: TokenVerifier | None = No
             base.redis, settings.consent_events_stream, CONSUMER_GROUP, replica_name("notify"), intake.consent_handler()
         ),
     ]
-    blobs = object_store_from_settings(settings)
-    base.resources.push_async_callback(blobs.close)
     dossier = DossierRecord(settings)
     base.resources.push_async_callback(dossier.close)
     keys = AttachmentKeys(base.pool, ring)

@@ -32,6 +32,7 @@ from carnet_notify.domain import NotificationIntent, PreparedNotification, is_em
 from carnet_notify.events import CONSUMER_GROUP
 from carnet_notify.kinds import PROVIDER_CHANNELS, Channel, Kind
 from carnet_notify.peers import HolderContacts
+from carnet_notify.space_erasure import SpaceErasure
 from carnet_notify.store import NotifyStore, insert_notification
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,9 @@ class EventIntake:
         *,
         unavailable: dict[Channel, str],
         on_new_deliveries: Callable[[], None],
+        erasure: SpaceErasure | None = None,
     ) -> None:
+        self._erasure = erasure
         self._store = store
         self._intake = intake
         self._contacts = contacts
@@ -298,7 +301,8 @@ class EventIntake:
     # ------------------------------------------------------------------ identity
 
     def identity_handler(self) -> Handler:
-        """Closed accounts (CLOSURE_CONFIRMATION) and treating physicians (kept for break-glass alerts)."""
+        """Closed accounts (CLOSURE_CONFIRMATION), deleted spaces (erased, see ``space_erasure.py``) and treating
+        physicians (kept for break-glass alerts)."""
 
         async def handle(event: Event) -> None:
             if event.event_type == TREATING_PHYSICIAN_CHANGED:
@@ -314,6 +318,10 @@ class EventIntake:
             elif event.event_type == ACCOUNT_STATE_CHANGED:
                 state = identity_events_pb2.AccountStateChangedEvent()
                 event.parse(state)
+                if state.state == identity_resources_pb2.ACCOUNT_STATE_DELETED and self._erasure is not None:
+                    erased = await self._erasure.erase(event.event_id, state.person_id)
+                    _events.add(1, {"type": event.event_type, "outcome": "erased" if erased else "duplicate"})
+                    return
                 if state.state != identity_resources_pb2.ACCOUNT_STATE_CLOSED:
                     _events.add(1, {"type": event.event_type, "outcome": "ignored"})
                     return
