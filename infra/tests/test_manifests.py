@@ -54,8 +54,8 @@ GATEWAY_DRAIN_SECONDS = 10
 PARTS = (*GRPC_PORTS, "gateway")
 SOURCE_DIRS = {**{part: f"services/{part}" for part in GRPC_PORTS}, "gateway": "gateway"}
 BLOB_PARTS = ("dossier", "imaging", "notify")
-KEY_PARTS = ("dossier", "notify")
-"""Parts that seal blobs with the master keys (dossier's documents, notify's attachments)."""
+KEY_PARTS = ("dossier", "imaging", "notify")
+"""Parts that seal blobs with the master keys (dossier's documents, imaging's DICOM objects, notify's attachments)."""
 
 SETTINGS_CLASSES = {
     "identity": "carnet_identity.settings:IdentitySettings",
@@ -780,9 +780,11 @@ def test_every_pod_and_container_is_non_root_read_only_and_unprivileged(rendered
             assert mounts.get("/tmp") in tmp_volumes, f"{part} has no emptyDir at /tmp"
             # Besides /tmp, only the master keys of the parts sealing blobs, read-only (checked in detail below).
             extra = {"/etc/carnet/master-keys"} if part in KEY_PARTS else set()
-            extra |= {"identity": {"/etc/carnet/service-secrets"}, "notify": {"/etc/carnet/service-secret"}}.get(
-                part, set()
-            )
+            extra |= {
+                "identity": {"/etc/carnet/service-secrets"},
+                "imaging": {"/etc/carnet/service-secret"},
+                "notify": {"/etc/carnet/service-secret"},
+            }.get(part, set())
             assert set(mounts) == {"/tmp"} | extra, f"{part} mounts more than /tmp"
             assert all(mount.get("readOnly") for mount in container["volumeMounts"] if mount["mountPath"] in extra)
 
@@ -931,9 +933,9 @@ def test_compose_gives_the_parts_sealing_blobs_the_master_keys_as_a_secret_file(
     assert "infra/compose/master-keys" in ignored, "the local key file must never be committed"
 
 
-def test_identity_mounts_every_service_secret_and_notify_only_its_own(rendered: list[dict[str, Any]]) -> None:
+def test_identity_mounts_every_service_secret_and_each_service_only_its_own(rendered: list[dict[str, Any]]) -> None:
     values = chart_values()["serviceSecrets"]
-    assert values["services"] == ["notify"]
+    assert values["services"] == ["imaging", "notify"]
     for name, deployment in objects(rendered, "Deployment").items():
         part = part_of(deployment)
         spec = deployment["spec"]["template"]["spec"]
@@ -944,12 +946,12 @@ def test_identity_mounts_every_service_secret_and_notify_only_its_own(rendered: 
         if part == "identity":
             secret = volumes["service-secrets"]
             assert secret["secretName"] == values["existingSecret"]
-            assert secret["items"] == [{"key": "notify", "path": "notify"}]
+            assert secret["items"] == [{"key": "imaging", "path": "imaging"}, {"key": "notify", "path": "notify"}]
             assert secret["defaultMode"] == 0o400 and mounts["service-secrets"]["readOnly"] is True
             assert environ["CARNET_SERVICE_SECRETS_DIR"] == mounts["service-secrets"]["mountPath"]
-        elif part == "notify":
+        elif part in ("imaging", "notify"):
             secret = volumes["service-secret"]
-            assert secret["items"] == [{"key": "notify", "path": "service-secret"}]
+            assert secret["items"] == [{"key": part, "path": "service-secret"}]
             assert secret["defaultMode"] == 0o400 and mounts["service-secret"]["readOnly"] is True
             assert environ["CARNET_SERVICE_SECRET_FILE"] == mounts["service-secret"]["mountPath"] + "/service-secret"
         else:
@@ -957,17 +959,21 @@ def test_identity_mounts_every_service_secret_and_notify_only_its_own(rendered: 
             assert not {"CARNET_SERVICE_SECRETS_DIR", "CARNET_SERVICE_SECRET_FILE"} & set(environ), name
 
 
-def test_compose_gives_identity_and_notify_notifys_secret() -> None:
+def test_compose_gives_identity_every_service_secret_and_each_service_its_own() -> None:
     document = compose()
-    assert document["secrets"]["notify-service-secret"]["file"] == "./notify-service-secret"
     identity = document["services"]["identity"]
-    assert identity["secrets"] == [
-        {"source": "notify-service-secret", "target": "/run/secrets/service-secrets/notify"}
-    ]
     assert compose_environment("identity")["CARNET_SERVICE_SECRETS_DIR"] == "/run/secrets/service-secrets"
-    assert {"source": "notify-service-secret", "target": "service-secret"} in document["services"]["notify"]["secrets"]
-    assert compose_environment("notify")["CARNET_SERVICE_SECRET_FILE"] == "/run/secrets/service-secret"
-    assert "infra/compose/notify-service-secret" in (REPO / ".gitignore").read_text().split()
+    ignored = (REPO / ".gitignore").read_text().split()
+    for part in ("imaging", "notify"):
+        assert document["secrets"][f"{part}-service-secret"]["file"] == f"./{part}-service-secret"
+        assert {"source": f"{part}-service-secret", "target": f"/run/secrets/service-secrets/{part}"} in identity[
+            "secrets"
+        ]
+        assert {"source": f"{part}-service-secret", "target": "service-secret"} in document["services"][part][
+            "secrets"
+        ]
+        assert compose_environment(part)["CARNET_SERVICE_SECRET_FILE"] == "/run/secrets/service-secret"
+        assert f"infra/compose/{part}-service-secret" in ignored
 
 
 def test_credentials_come_only_from_existing_secrets(rendered: list[dict[str, Any]]) -> None:

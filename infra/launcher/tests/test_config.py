@@ -60,7 +60,7 @@ def test_each_service_gets_its_own_listen_address_and_the_shared_variables(
         expected_dir = os.fspath(secrets) if service.name == "identity" else None
         assert env.get("CARNET_SERVICE_SECRETS_DIR") == expected_dir
         assert env.get("CARNET_SERVICE_SECRET_FILE") == (
-            os.fspath(secrets / "notify") if service.name == "notify" else None
+            os.fspath(secrets / service.name) if service.name in ("imaging", "notify") else None
         )
     imaging = child_environment(settings, platform, "imaging")
     assert imaging["CARNET_DICOM_LISTEN"] == "127.0.0.1:11112"

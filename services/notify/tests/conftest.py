@@ -26,12 +26,10 @@ import redis.asyncio as redis
 from aiosmtpd.controller import Controller
 
 from carnet.notify.v1 import notify_service_pb2_grpc
-from carnet_identity.app import build as build_identity
-from carnet_identity.settings import IdentitySettings
-from carnet_kit.auth import Principal, TokenVerifier
-from carnet_kit.config import HostPort, load
+from carnet_identity.testing import running_identity
+from carnet_kit.auth import Principal
+from carnet_kit.config import HostPort
 from carnet_kit.crypto import new_master_key_line
-from carnet_kit.peers import jwks_fetcher
 from carnet_kit.server import ServiceApp
 from carnet_kit.testing import TokenFactory, free_port, write_service_secrets
 from carnet_notify.app import build
@@ -356,30 +354,6 @@ def as_caller(token_factory: TokenFactory) -> Callable[[Principal], tuple[tuple[
 async def identity_app(
     database_url: str, redis_url: str, token_factory: TokenFactory, service_secrets_dir: Path
 ) -> AsyncIterator[ServiceApp]:
-    """The real identity service (the holder's contact points), knowing notify's secret and trusting both
-    the test token factory and its own keys (the service token it gives notify)."""
-    port = free_port()
-
-    async def trusted() -> dict[str, Any]:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            own = await jwks_fetcher(channel)()
-        return {"keys": [*token_factory.jwks()["keys"], *own["keys"]]}
-
-    settings = load(
-        IdentitySettings,
-        {
-            "CARNET_GRPC_LISTEN": f"127.0.0.1:{port}",
-            "CARNET_SERVICE_SECRETS_DIR": str(service_secrets_dir),
-            "CARNET_DATABASE_URL": database_url,
-            "CARNET_REDIS_URL": redis_url,
-            # Its own notices (activation codes) have nowhere to go in this test.
-            "CARNET_NOTIFY_ADDR": f"127.0.0.1:{free_port()}",
-            "CARNET_PROFILE": "test",
-            "CARNET_CALL_TIMEOUT_SECONDS": "2",
-            "CARNET_GRACE_SECONDS": "0",
-        },
-    )
-    app = await build_identity(settings, verifier=TokenVerifier(trusted))
-    await app.start()
-    yield app
-    await app.stop(0)
+    """The real identity service (contact points, persons), knowing notify's secret."""
+    async with running_identity(database_url, redis_url, token_factory, service_secrets_dir) as app:
+        yield app

@@ -81,7 +81,8 @@ Call with (dict "root" $ "drainSeconds" <seconds the process needs after SIGTERM
 
 {{/*
 Pod-level settings shared by every part. Call with (dict "root" $ "part" "identity").
-Dossier (documents) and notify (attachments) also mount the master keys that seal blobs;
+Dossier (documents), imaging (DICOM objects) and notify (attachments) also mount the master
+keys that seal blobs;
 identity mounts every platform service's secret, and each service listed in
 serviceSecrets.services its own (for its token from identity).
 */}}
@@ -120,7 +121,7 @@ volumes:
   - name: tmp
     emptyDir:
       sizeLimit: {{ $v.tmpVolume.sizeLimit }}
-{{- if has .part (list "dossier" "notify") }}
+{{- if has .part (list "dossier" "imaging" "notify") }}
   - name: master-keys
     secret:
       secretName: {{ required "masterKeys.existingSecret is required" $v.masterKeys.existingSecret }}
@@ -161,7 +162,7 @@ securityContext:
 volumeMounts:
   - name: tmp
     mountPath: /tmp
-{{- if has .part (list "dossier" "notify") }}
+{{- if has .part (list "dossier" "imaging" "notify") }}
   - name: master-keys
     mountPath: /etc/carnet/master-keys
     readOnly: true

@@ -214,7 +214,7 @@ def platform_environment(settings: Settings, backends: Backends) -> dict[str, st
 
 
 _GATEWAY_ONLY = ("CARNET_HTTP_LISTEN", "CARNET_DEV_MAILBOX_DIR", "CARNET_DEV_TRACES_URL")
-SERVICES_WITH_SECRET = ("notify",)
+SERVICES_WITH_SECRET = ("imaging", "notify")
 """Services that get a token of their own from identity (for work no caller's token covers)."""
 _IMAGING_ONLY = ("CARNET_DICOM_LISTEN", "CARNET_DICOM_AE_TITLE")
 

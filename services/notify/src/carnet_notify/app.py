@@ -49,7 +49,7 @@ def _rewrapper(keys: AttachmentKeys) -> Callable[[], Coroutine[Any, Any, None]]:
     async def rewrap() -> None:
         if not keys.ring.retired:
             return
-        done = await keys.rewrap()
+        done = await keys.rewrap_all()
         log.info("rewrapped %d attachment data keys under master key %s", done, keys.ring.current.key_id)
 
     return rewrap

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from carnet_kit.auth import Principal
 from carnet_kit.crypto import SealedBlobError, open_stream, seal
+from carnet_kit.data_keys import KeyOwner
 from carnet_kit.errors import Conflict, DataLoss, NotFound, ResourceExhausted
 from carnet_kit.objectstore import ObjectStore
-from carnet_notify.attachment_keys import AttachmentKeys, KeyOwner
+from carnet_notify.attachment_keys import AttachmentKeys, holder_key, uploader_key
 from carnet_notify.messaging import (
     AttachmentUpload,
     ThreadAccess,
@@ -136,11 +137,11 @@ class AttachmentService:
         """
         if upload.thread_id is None:
             check_thread_starter(caller)
-            owner = KeyOwner.uploader(caller)
+            owner = uploader_key(caller)
         else:
             thread = await self._thread(upload.thread_id)
             check_thread_writer(caller, thread)
-            owner = KeyOwner.holder(thread.holder_id)
+            owner = holder_key(thread.holder_id)
         content = await self._read_within_limit(chunks)
         check_attachment_content(content, upload.mime_type)
         attachment_id = uuid.uuid4()
@@ -213,7 +214,7 @@ class AttachmentService:
         Those uploaded for a thread to start are resealed with the holder's key (their
         content checked on the way); those uploaded for the thread already are.
         """
-        owner = KeyOwner.holder(holder_id)
+        owner = holder_key(holder_id)
         binding = Binding(self._blobs)
         posted: list[PostedAttachment] = []
         try:
