@@ -11,12 +11,16 @@ import grpc
 
 from carnet.imaging.v1 import imaging_service_pb2_grpc as pb_grpc
 from carnet_imaging.dicom import DicomServer
+from carnet_imaging.ingest import Ingest
+from carnet_imaging.matching import PatientMatcher
 from carnet_imaging.peers import IdentityDirectory
 from carnet_imaging.registry import AeRegistry, CallingAeTitles
 from carnet_imaging.servicer import ImagingServicer
 from carnet_imaging.settings import ImagingSettings
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.bootstrap import open_foundations
+from carnet_kit.data_keys import DataKeys
+from carnet_kit.objectstore import object_store_from_settings
 from carnet_kit.server import GrpcService, ServiceApp
 from carnet_kit.service_tokens import ServiceTokens
 
@@ -30,7 +34,7 @@ log = logging.getLogger(__name__)
 
 async def build(settings: ImagingSettings, *, verifier: TokenVerifier | None = None) -> ServiceApp:
     """The imaging service, ready to start."""
-    settings.master_keys()  # before connecting anywhere: a bad key file or secret stops the start at once
+    ring = settings.master_keys()  # before connecting anywhere: a bad key file or secret stops the start at once
     service_secret = settings.service_secret()
     base = await open_foundations(settings, SCHEMA, MIGRATIONS, outbox=True, verifier=verifier)
     tokens = ServiceTokens(base.identity, SERVICE_CLIENT_NAME, service_secret, timeout=settings.call_timeout_seconds)
@@ -38,6 +42,11 @@ async def build(settings: ImagingSettings, *, verifier: TokenVerifier | None = N
     known = CallingAeTitles()
     registry = AeRegistry(base.pool, identity, known)
     await registry.refresh()
+    blobs = object_store_from_settings(settings)
+    base.resources.push_async_callback(blobs.close)
+    keys = DataKeys(base.pool, ring, what="DICOM object", cache_seconds=settings.key_cache_seconds)
+    matcher = PatientMatcher(base.pool, identity, cache_seconds=settings.identity_cache_seconds)
+    ingest = Ingest(base.pool, blobs, keys, matcher)
     servicer = ImagingServicer(registry)  # type: ignore[abstract]
     dicom = DicomServer(
         settings.dicom_listen,
@@ -48,6 +57,7 @@ async def build(settings: ImagingSettings, *, verifier: TokenVerifier | None = N
         dimse_timeout=settings.dicom_dimse_timeout_seconds,
         network_timeout=settings.dicom_network_timeout_seconds,
     )
+    dicom.accept_storage(ingest)
 
     async def run_dicom() -> None:
         await asyncio.to_thread(dicom.start, asyncio.get_running_loop())

@@ -21,15 +21,24 @@ import socket
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
+from pydicom.dataset import Dataset
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from carnet_imaging.ingest import Ingest
 from carnet_imaging.registry import CallingAeTitles
 from carnet_kit.config import HostPort
+from carnet_kit.errors import InvalidArgument
 
 log = logging.getLogger(__name__)
 
 STATUS_SUCCESS = 0x0000
+STATUS_NOT_AUTHORISED = 0x0124
+STATUS_OUT_OF_RESOURCES = 0xA700
+"""Something on our side failed (database, object store, identity): the PACS may send again."""
+STATUS_CANNOT_UNDERSTAND = 0xC000
+"""The dataset is malformed or truncated: nothing was stored."""
+STORE_TIMEOUT_SECONDS = 60.0
 _NOBODY = "\x00no registered AE"
 """Stands for an empty registry: a title no AE can have, so that pynetdicom rejects every caller."""
 
@@ -51,6 +60,13 @@ class RegistryAE(AE):
     @require_calling_aet.setter
     def require_calling_aet(self, ae_titles: list[str]) -> None:
         raise AttributeError("the calling AE titles are the AE registry's")
+
+
+def _status(code: int, comment: str) -> Dataset:
+    status = Dataset()
+    status.Status = code
+    status.ErrorComment = comment[:64]
+    return status
 
 
 def _on_echo(event: Any) -> int:
@@ -85,6 +101,7 @@ class DicomServer:
         network_timeout: float,
     ) -> None:
         self._listen = listen
+        self._known = known
         self._ae = RegistryAE(ae_title, known)
         self._ae.require_called_aet = True
         self._ae.maximum_pdu_size = 0  # unlimited
@@ -105,6 +122,29 @@ class DicomServer:
     def ae(self) -> AE:
         """The pynetdicom AE (to add presentation contexts before :meth:`start`)."""
         return self._ae
+
+    def accept_storage(self, ingest: Ingest) -> None:
+        """Serve C-STORE for every storage SOP class in every transfer syntax, storing through ``ingest``."""
+        for context in AllStoragePresentationContexts:
+            if context.abstract_syntax is not None:
+                self._ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+
+        def on_store(event: Any) -> Any:
+            calling = event.assoc.requestor.ae_title
+            source = self._known.get(calling)
+            if source is None:  # removed from the registry while the association was open
+                return STATUS_NOT_AUTHORISED
+            try:
+                self.run_in_loop(ingest.store(event.encoded_dataset(), source=source), STORE_TIMEOUT_SECONDS)
+            except InvalidArgument as error:
+                log.warning("C-STORE from %s refused: %s", calling, error.message)
+                return _status(STATUS_CANNOT_UNDERSTAND, error.message)
+            except Exception:
+                log.exception("C-STORE from %s failed", calling)
+                return _status(STATUS_OUT_OF_RESOURCES, "the instance could not be stored; send it again")
+            return STATUS_SUCCESS
+
+        self._handlers.append((evt.EVT_C_STORE, on_store))
 
     def handle(self, event: Any, handler: Any) -> None:
         """Bind ``handler`` to ``event`` (before :meth:`start`)."""
