@@ -85,7 +85,7 @@ DRAIN_TIMEOUT = 40.0  # after a level's duration, in-flight requests get this lo
 WARMUP_REQUESTS = 10  # per scenario, not measured
 BACKLOG_WAIT = 60.0  # at the end, how long to wait for notify to catch up
 SETTLE_WAIT = 15.0  # before each level, how long to wait for the previous level's events
-GRPC_CHUNK = 64 * 1024  # the gateway's own upload chunk
+GRPC_CHUNK = 64 * 1024  # a streaming client's usual chunk (the gateway sends up to 1 MiB per message)
 
 
 # ------------------------------------------------------------------ the platform

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Security, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, Security
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -21,9 +21,12 @@ from carnet.notify.v1 import notify_service_pb2 as notify_pb
 from carnet_gateway.backends import Backends
 from carnet_gateway.rpc_routes import parse_timestamp
 from carnet_gateway.security import Caller, authenticate, bearer_scheme
+from carnet_gateway.uploads import read_deposit_form
 from carnet_kit.errors import InvalidArgument
 
-UPLOAD_CHUNK = 64 * 1024
+UPLOAD_CHUNK = 1024 * 1024
+"""Content goes to dossier in messages of at most this size (under the 8 MiB gRPC limit): one
+message for most documents, as each message costs both processes about as much as its bytes."""
 
 router = APIRouter()
 
@@ -214,24 +217,41 @@ def _parse_metadata(raw: str) -> dossier_res.DocumentMetadata:
         raise InvalidArgument(f"metadata does not fit DocumentMetadata: {exc}", field="metadata") from None
 
 
+_DEPOSIT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["metadata", "file"],
+                "properties": {
+                    "metadata": {
+                        "type": "string",
+                        "description": "DocumentMetadata as JSON (format: pdf, text, jpeg, cda_r2_…)",
+                    },
+                    "file": {"type": "string", "format": "binary", "description": "The document's content"},
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "/api/v1/documents",
     operation_id="deposit_document",
     tags=["documents"],
     status_code=201,
     summary="Deposit a document (multipart: metadata JSON + file)",
+    openapi_extra={"requestBody": _DEPOSIT_BODY},
 )
-async def deposit_document(
-    request: Request,
-    caller: CallerDep,
-    metadata: Annotated[str, Form(description="DocumentMetadata as JSON (format: pdf, text, jpeg, cda_r2_…)")],
-    file: Annotated[UploadFile, File(description="The document's content")],
-) -> JSONResponse:
-    parsed = _parse_metadata(metadata)
+async def deposit_document(request: Request, caller: CallerDep) -> JSONResponse:
+    form = await read_deposit_form(request)
+    parsed = _parse_metadata(form.metadata)
 
     async def requests() -> AsyncIterator[dossier_pb.DepositDocumentRequest]:
         yield dossier_pb.DepositDocumentRequest(metadata=parsed)
-        while chunk := await file.read(UPLOAD_CHUNK):
+        async for chunk in form.chunks(UPLOAD_CHUNK):
             yield dossier_pb.DepositDocumentRequest(chunk=chunk)
 
     settings = request.app.state.settings

@@ -200,6 +200,61 @@ async def test_batch_decide_answers_each_item_in_order(
     ]
 
 
+async def test_batch_decide_with_a_gate_answers_the_list_question_and_then_each_item(
+    stub: consent_service_pb2_grpc.ConsentServiceStub, store: ConsentStore, token_factory: TokenFactory
+) -> None:
+    actor = nurse()
+    holder_id = new_holder()
+    await grant_care_team(store, holder_id, actor)
+    classes = ["LAB", "CERTIFICATE", "LAB"]
+    request = consent_service_pb2.BatchDecideRequest(
+        actor=actor.to_actor(),
+        holder_id=holder_id,
+        action=resources_pb2.ACTION_READ,
+        items=[resources_pb2.ItemAttributes(kind=resources_pb2.ITEM_KIND_DOCUMENT, document_class=c) for c in classes],
+        gate=consent_service_pb2.GateQuestion(
+            action=resources_pb2.ACTION_LIST, item=resources_pb2.ItemAttributes(kind=resources_pb2.ITEM_KIND_SPACE)
+        ),
+    )
+    response = await stub.BatchDecide(request, metadata=bearer(token_factory, actor))
+    alone = await stub.Decide(
+        consent_service_pb2.DecideRequest(
+            actor=actor.to_actor(), holder_id=holder_id, action=resources_pb2.ACTION_LIST, item=request.gate.item
+        ),
+        metadata=bearer(token_factory, actor),
+    )
+    ungated = consent_service_pb2.BatchDecideRequest()
+    ungated.CopyFrom(request)
+    ungated.ClearField("gate")
+    without_gate = await stub.BatchDecide(ungated, metadata=bearer(token_factory, actor))
+
+    assert response.HasField("gate")
+    assert response.gate == alone
+    assert response.gate.effect == resources_pb2.EFFECT_ALLOW
+    assert list(response.decisions) == list(without_gate.decisions)
+    assert [d.reason_code for d in response.decisions] == ["ALLOWED_CARE_TEAM", "ACCESS_DENIED_MATRIX", "ALLOWED_CARE_TEAM"]
+    assert not without_gate.HasField("gate")
+
+
+async def test_batch_decide_whose_gate_denies_decides_no_item(
+    stub: consent_service_pb2_grpc.ConsentServiceStub, token_factory: TokenFactory
+) -> None:
+    outsider = nurse()
+    request = consent_service_pb2.BatchDecideRequest(
+        actor=outsider.to_actor(),
+        holder_id=new_holder(),
+        action=resources_pb2.ACTION_READ,
+        items=[resources_pb2.ItemAttributes(kind=resources_pb2.ITEM_KIND_DOCUMENT, document_class="LAB")],
+        gate=consent_service_pb2.GateQuestion(
+            action=resources_pb2.ACTION_LIST, item=resources_pb2.ItemAttributes(kind=resources_pb2.ITEM_KIND_SPACE)
+        ),
+    )
+    response = await stub.BatchDecide(request, metadata=bearer(token_factory, outsider))
+    assert response.gate.effect == resources_pb2.EFFECT_DENY
+    assert response.gate.reason_code.startswith("ACCESS_DENIED_")
+    assert list(response.decisions) == []
+
+
 async def test_decide_without_holder_is_invalid_argument_naming_the_field(
     stub: consent_service_pb2_grpc.ConsentServiceStub, token_factory: TokenFactory
 ) -> None:

@@ -27,7 +27,7 @@ from carnet.consent.v1 import resources_pb2 as carnet_dot_consent_dot_v1_dot_res
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'carnet/consent/v1/consent_service.proto\x12\x11\x63\x61rnet.consent.v1\x1a\x1d\x63\x61rnet/common/v1/common.proto\x1a!carnet/consent/v1/resources.proto\x1a\x1bgoogle/protobuf/empty.proto\"\xc2\x01\n\rDecideRequest\x12&\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x17.carnet.common.v1.Actor\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.carnet.consent.v1.Action\x12/\n\x04item\x18\x04 \x01(\x0b\x32!.carnet.consent.v1.ItemAttributes\x12\x1a\n\x12\x62reak_glass_reason\x18\x05 \x01(\t\"\xa3\x01\n\x0e\x44\x65\x63ideResponse\x12)\n\x06\x65\x66\x66\x65\x63t\x18\x01 \x01(\x0e\x32\x19.carnet.consent.v1.Effect\x12\x13\n\x0breason_code\x18\x02 \x01(\t\x12\x32\n\x0bobligations\x18\x03 \x03(\x0e\x32\x1d.carnet.consent.v1.Obligation\x12\x1d\n\x15\x61\x63\x63\x65ss_matrix_version\x18\x04 \x01(\t\"\xc8\x01\n\x12\x42\x61tchDecideRequest\x12&\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x17.carnet.common.v1.Actor\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.carnet.consent.v1.Action\x12\x30\n\x05items\x18\x04 \x03(\x0b\x32!.carnet.consent.v1.ItemAttributes\x12\x1a\n\x12\x62reak_glass_reason\x18\x05 \x01(\t\"K\n\x13\x42\x61tchDecideResponse\x12\x34\n\tdecisions\x18\x01 \x03(\x0b\x32!.carnet.consent.v1.DecideResponse\")\n\x16GetAccessMatrixRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"`\n\x17\x43reateOppositionRequest\x12\x31\n\nopposition\x18\x01 \x01(\x0b\x32\x1d.carnet.consent.v1.Opposition\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"-\n\x14GetOppositionRequest\x12\x15\n\ropposition_id\x18\x01 \x01(\t\"\xb6\x01\n\x16ListOppositionsRequest\x12\x11\n\tholder_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12/\n\x04kind\x18\x04 \x01(\x0e\x32!.carnet.consent.v1.OppositionKind\x12\x31\n\x05state\x18\x05 \x01(\x0e\x32\".carnet.consent.v1.OppositionState\"f\n\x17ListOppositionsResponse\x12\x32\n\x0boppositions\x18\x01 \x03(\x0b\x32\x1d.carnet.consent.v1.Opposition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x19WithdrawOppositionRequest\x12\x15\n\ropposition_id\x18\x01 \x01(\t\"=\n\x12\x43reateBlockRequest\x12\'\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x18.carnet.consent.v1.Block\"M\n\x11ListBlocksRequest\x12\x11\n\tholder_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x12ListBlocksResponse\x12(\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x18.carnet.consent.v1.Block\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x44\x65leteBlockRequest\x12\x10\n\x08\x62lock_id\x18\x01 \x01(\t\"y\n\"CreateCareTeamAuthorisationRequest\x12?\n\rauthorisation\x18\x01 \x01(\x0b\x32(.carnet.consent.v1.CareTeamAuthorisation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\";\n\x1fGetCareTeamAuthorisationRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"\xa4\x01\n!ListCareTeamAuthorisationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tholder_id\x18\x03 \x01(\t\x12\x17\n\x0fprofessional_id\x18\x04 \x01(\t\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.carnet.consent.v1.GrantState\"\x7f\n\"ListCareTeamAuthorisationsResponse\x12@\n\x0e\x61uthorisations\x18\x01 \x03(\x0b\x32(.carnet.consent.v1.CareTeamAuthorisation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\"RevokeCareTeamAuthorisationRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"M\n\x17\x43reateAppConsentRequest\x12\x32\n\x0b\x61pp_consent\x18\x01 \x01(\x0b\x32\x1d.carnet.consent.v1.AppConsent\"\x93\x01\n\x16ListAppConsentsRequest\x12\x11\n\tholder_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.carnet.consent.v1.GrantState\"g\n\x17ListAppConsentsResponse\x12\x33\n\x0c\x61pp_consents\x18\x01 \x03(\x0b\x32\x1d.carnet.consent.v1.AppConsent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x17RevokeAppConsentRequest\x12\x16\n\x0e\x61pp_consent_id\x18\x01 \x01(\t2\xc8\r\n\x0e\x43onsentService\x12M\n\x06\x44\x65\x63ide\x12 .carnet.consent.v1.DecideRequest\x1a!.carnet.consent.v1.DecideResponse\x12\\\n\x0b\x42\x61tchDecide\x12%.carnet.consent.v1.BatchDecideRequest\x1a&.carnet.consent.v1.BatchDecideResponse\x12]\n\x0fGetAccessMatrix\x12).carnet.consent.v1.GetAccessMatrixRequest\x1a\x1f.carnet.consent.v1.AccessMatrix\x12]\n\x10\x43reateOpposition\x12*.carnet.consent.v1.CreateOppositionRequest\x1a\x1d.carnet.consent.v1.Opposition\x12W\n\rGetOpposition\x12\'.carnet.consent.v1.GetOppositionRequest\x1a\x1d.carnet.consent.v1.Opposition\x12h\n\x0fListOppositions\x12).carnet.consent.v1.ListOppositionsRequest\x1a*.carnet.consent.v1.ListOppositionsResponse\x12\x61\n\x12WithdrawOpposition\x12,.carnet.consent.v1.WithdrawOppositionRequest\x1a\x1d.carnet.consent.v1.Opposition\x12N\n\x0b\x43reateBlock\x12%.carnet.consent.v1.CreateBlockRequest\x1a\x18.carnet.consent.v1.Block\x12Y\n\nListBlocks\x12$.carnet.consent.v1.ListBlocksRequest\x1a%.carnet.consent.v1.ListBlocksResponse\x12L\n\x0b\x44\x65leteBlock\x12%.carnet.consent.v1.DeleteBlockRequest\x1a\x16.google.protobuf.Empty\x12~\n\x1b\x43reateCareTeamAuthorisation\x12\x35.carnet.consent.v1.CreateCareTeamAuthorisationRequest\x1a(.carnet.consent.v1.CareTeamAuthorisation\x12x\n\x18GetCareTeamAuthorisation\x12\x32.carnet.consent.v1.GetCareTeamAuthorisationRequest\x1a(.carnet.consent.v1.CareTeamAuthorisation\x12\x89\x01\n\x1aListCareTeamAuthorisations\x12\x34.carnet.consent.v1.ListCareTeamAuthorisationsRequest\x1a\x35.carnet.consent.v1.ListCareTeamAuthorisationsResponse\x12~\n\x1bRevokeCareTeamAuthorisation\x12\x35.carnet.consent.v1.RevokeCareTeamAuthorisationRequest\x1a(.carnet.consent.v1.CareTeamAuthorisation\x12]\n\x10\x43reateAppConsent\x12*.carnet.consent.v1.CreateAppConsentRequest\x1a\x1d.carnet.consent.v1.AppConsent\x12h\n\x0fListAppConsents\x12).carnet.consent.v1.ListAppConsentsRequest\x1a*.carnet.consent.v1.ListAppConsentsResponse\x12]\n\x10RevokeAppConsent\x12*.carnet.consent.v1.RevokeAppConsentRequest\x1a\x1d.carnet.consent.v1.AppConsentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'carnet/consent/v1/consent_service.proto\x12\x11\x63\x61rnet.consent.v1\x1a\x1d\x63\x61rnet/common/v1/common.proto\x1a!carnet/consent/v1/resources.proto\x1a\x1bgoogle/protobuf/empty.proto\"\xc2\x01\n\rDecideRequest\x12&\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x17.carnet.common.v1.Actor\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.carnet.consent.v1.Action\x12/\n\x04item\x18\x04 \x01(\x0b\x32!.carnet.consent.v1.ItemAttributes\x12\x1a\n\x12\x62reak_glass_reason\x18\x05 \x01(\t\"\xa3\x01\n\x0e\x44\x65\x63ideResponse\x12)\n\x06\x65\x66\x66\x65\x63t\x18\x01 \x01(\x0e\x32\x19.carnet.consent.v1.Effect\x12\x13\n\x0breason_code\x18\x02 \x01(\t\x12\x32\n\x0bobligations\x18\x03 \x03(\x0e\x32\x1d.carnet.consent.v1.Obligation\x12\x1d\n\x15\x61\x63\x63\x65ss_matrix_version\x18\x04 \x01(\t\"\xf7\x01\n\x12\x42\x61tchDecideRequest\x12&\n\x05\x61\x63tor\x18\x01 \x01(\x0b\x32\x17.carnet.common.v1.Actor\x12\x11\n\tholder_id\x18\x02 \x01(\t\x12)\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x19.carnet.consent.v1.Action\x12\x30\n\x05items\x18\x04 \x03(\x0b\x32!.carnet.consent.v1.ItemAttributes\x12\x1a\n\x12\x62reak_glass_reason\x18\x05 \x01(\t\x12-\n\x04gate\x18\x06 \x01(\x0b\x32\x1f.carnet.consent.v1.GateQuestion\"j\n\x0cGateQuestion\x12)\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x19.carnet.consent.v1.Action\x12/\n\x04item\x18\x02 \x01(\x0b\x32!.carnet.consent.v1.ItemAttributes\"|\n\x13\x42\x61tchDecideResponse\x12\x34\n\tdecisions\x18\x01 \x03(\x0b\x32!.carnet.consent.v1.DecideResponse\x12/\n\x04gate\x18\x02 \x01(\x0b\x32!.carnet.consent.v1.DecideResponse\")\n\x16GetAccessMatrixRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"`\n\x17\x43reateOppositionRequest\x12\x31\n\nopposition\x18\x01 \x01(\x0b\x32\x1d.carnet.consent.v1.Opposition\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"-\n\x14GetOppositionRequest\x12\x15\n\ropposition_id\x18\x01 \x01(\t\"\xb6\x01\n\x16ListOppositionsRequest\x12\x11\n\tholder_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12/\n\x04kind\x18\x04 \x01(\x0e\x32!.carnet.consent.v1.OppositionKind\x12\x31\n\x05state\x18\x05 \x01(\x0e\x32\".carnet.consent.v1.OppositionState\"f\n\x17ListOppositionsResponse\x12\x32\n\x0boppositions\x18\x01 \x03(\x0b\x32\x1d.carnet.consent.v1.Opposition\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x19WithdrawOppositionRequest\x12\x15\n\ropposition_id\x18\x01 \x01(\t\"=\n\x12\x43reateBlockRequest\x12\'\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x18.carnet.consent.v1.Block\"M\n\x11ListBlocksRequest\x12\x11\n\tholder_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x12ListBlocksResponse\x12(\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x18.carnet.consent.v1.Block\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x44\x65leteBlockRequest\x12\x10\n\x08\x62lock_id\x18\x01 \x01(\t\"y\n\"CreateCareTeamAuthorisationRequest\x12?\n\rauthorisation\x18\x01 \x01(\x0b\x32(.carnet.consent.v1.CareTeamAuthorisation\x12\x12\n\nrequest_id\x18\x02 \x01(\t\";\n\x1fGetCareTeamAuthorisationRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"\xa4\x01\n!ListCareTeamAuthorisationsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tholder_id\x18\x03 \x01(\t\x12\x17\n\x0fprofessional_id\x18\x04 \x01(\t\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.carnet.consent.v1.GrantState\"\x7f\n\"ListCareTeamAuthorisationsResponse\x12@\n\x0e\x61uthorisations\x18\x01 \x03(\x0b\x32(.carnet.consent.v1.CareTeamAuthorisation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\"RevokeCareTeamAuthorisationRequest\x12\x18\n\x10\x61uthorisation_id\x18\x01 \x01(\t\"M\n\x17\x43reateAppConsentRequest\x12\x32\n\x0b\x61pp_consent\x18\x01 \x01(\x0b\x32\x1d.carnet.consent.v1.AppConsent\"\x93\x01\n\x16ListAppConsentsRequest\x12\x11\n\tholder_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12,\n\x05state\x18\x05 \x01(\x0e\x32\x1d.carnet.consent.v1.GrantState\"g\n\x17ListAppConsentsResponse\x12\x33\n\x0c\x61pp_consents\x18\x01 \x03(\x0b\x32\x1d.carnet.consent.v1.AppConsent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x17RevokeAppConsentRequest\x12\x16\n\x0e\x61pp_consent_id\x18\x01 \x01(\t2\xc8\r\n\x0e\x43onsentService\x12M\n\x06\x44\x65\x63ide\x12 .carnet.consent.v1.DecideRequest\x1a!.carnet.consent.v1.DecideResponse\x12\\\n\x0b\x42\x61tchDecide\x12%.carnet.consent.v1.BatchDecideRequest\x1a&.carnet.consent.v1.BatchDecideResponse\x12]\n\x0fGetAccessMatrix\x12).carnet.consent.v1.GetAccessMatrixRequest\x1a\x1f.carnet.consent.v1.AccessMatrix\x12]\n\x10\x43reateOpposition\x12*.carnet.consent.v1.CreateOppositionRequest\x1a\x1d.carnet.consent.v1.Opposition\x12W\n\rGetOpposition\x12\'.carnet.consent.v1.GetOppositionRequest\x1a\x1d.carnet.consent.v1.Opposition\x12h\n\x0fListOppositions\x12).carnet.consent.v1.ListOppositionsRequest\x1a*.carnet.consent.v1.ListOppositionsResponse\x12\x61\n\x12WithdrawOpposition\x12,.carnet.consent.v1.WithdrawOppositionRequest\x1a\x1d.carnet.consent.v1.Opposition\x12N\n\x0b\x43reateBlock\x12%.carnet.consent.v1.CreateBlockRequest\x1a\x18.carnet.consent.v1.Block\x12Y\n\nListBlocks\x12$.carnet.consent.v1.ListBlocksRequest\x1a%.carnet.consent.v1.ListBlocksResponse\x12L\n\x0b\x44\x65leteBlock\x12%.carnet.consent.v1.DeleteBlockRequest\x1a\x16.google.protobuf.Empty\x12~\n\x1b\x43reateCareTeamAuthorisation\x12\x35.carnet.consent.v1.CreateCareTeamAuthorisationRequest\x1a(.carnet.consent.v1.CareTeamAuthorisation\x12x\n\x18GetCareTeamAuthorisation\x12\x32.carnet.consent.v1.GetCareTeamAuthorisationRequest\x1a(.carnet.consent.v1.CareTeamAuthorisation\x12\x89\x01\n\x1aListCareTeamAuthorisations\x12\x34.carnet.consent.v1.ListCareTeamAuthorisationsRequest\x1a\x35.carnet.consent.v1.ListCareTeamAuthorisationsResponse\x12~\n\x1bRevokeCareTeamAuthorisation\x12\x35.carnet.consent.v1.RevokeCareTeamAuthorisationRequest\x1a(.carnet.consent.v1.CareTeamAuthorisation\x12]\n\x10\x43reateAppConsent\x12*.carnet.consent.v1.CreateAppConsentRequest\x1a\x1d.carnet.consent.v1.AppConsent\x12h\n\x0fListAppConsents\x12).carnet.consent.v1.ListAppConsentsRequest\x1a*.carnet.consent.v1.ListAppConsentsResponse\x12]\n\x10RevokeAppConsent\x12*.carnet.consent.v1.RevokeAppConsentRequest\x1a\x1d.carnet.consent.v1.AppConsentb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,47 +39,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECIDERESPONSE']._serialized_start=355
   _globals['_DECIDERESPONSE']._serialized_end=518
   _globals['_BATCHDECIDEREQUEST']._serialized_start=521
-  _globals['_BATCHDECIDEREQUEST']._serialized_end=721
-  _globals['_BATCHDECIDERESPONSE']._serialized_start=723
-  _globals['_BATCHDECIDERESPONSE']._serialized_end=798
-  _globals['_GETACCESSMATRIXREQUEST']._serialized_start=800
-  _globals['_GETACCESSMATRIXREQUEST']._serialized_end=841
-  _globals['_CREATEOPPOSITIONREQUEST']._serialized_start=843
-  _globals['_CREATEOPPOSITIONREQUEST']._serialized_end=939
-  _globals['_GETOPPOSITIONREQUEST']._serialized_start=941
-  _globals['_GETOPPOSITIONREQUEST']._serialized_end=986
-  _globals['_LISTOPPOSITIONSREQUEST']._serialized_start=989
-  _globals['_LISTOPPOSITIONSREQUEST']._serialized_end=1171
-  _globals['_LISTOPPOSITIONSRESPONSE']._serialized_start=1173
-  _globals['_LISTOPPOSITIONSRESPONSE']._serialized_end=1275
-  _globals['_WITHDRAWOPPOSITIONREQUEST']._serialized_start=1277
-  _globals['_WITHDRAWOPPOSITIONREQUEST']._serialized_end=1327
-  _globals['_CREATEBLOCKREQUEST']._serialized_start=1329
-  _globals['_CREATEBLOCKREQUEST']._serialized_end=1390
-  _globals['_LISTBLOCKSREQUEST']._serialized_start=1392
-  _globals['_LISTBLOCKSREQUEST']._serialized_end=1469
-  _globals['_LISTBLOCKSRESPONSE']._serialized_start=1471
-  _globals['_LISTBLOCKSRESPONSE']._serialized_end=1558
-  _globals['_DELETEBLOCKREQUEST']._serialized_start=1560
-  _globals['_DELETEBLOCKREQUEST']._serialized_end=1598
-  _globals['_CREATECARETEAMAUTHORISATIONREQUEST']._serialized_start=1600
-  _globals['_CREATECARETEAMAUTHORISATIONREQUEST']._serialized_end=1721
-  _globals['_GETCARETEAMAUTHORISATIONREQUEST']._serialized_start=1723
-  _globals['_GETCARETEAMAUTHORISATIONREQUEST']._serialized_end=1782
-  _globals['_LISTCARETEAMAUTHORISATIONSREQUEST']._serialized_start=1785
-  _globals['_LISTCARETEAMAUTHORISATIONSREQUEST']._serialized_end=1949
-  _globals['_LISTCARETEAMAUTHORISATIONSRESPONSE']._serialized_start=1951
-  _globals['_LISTCARETEAMAUTHORISATIONSRESPONSE']._serialized_end=2078
-  _globals['_REVOKECARETEAMAUTHORISATIONREQUEST']._serialized_start=2080
-  _globals['_REVOKECARETEAMAUTHORISATIONREQUEST']._serialized_end=2142
-  _globals['_CREATEAPPCONSENTREQUEST']._serialized_start=2144
-  _globals['_CREATEAPPCONSENTREQUEST']._serialized_end=2221
-  _globals['_LISTAPPCONSENTSREQUEST']._serialized_start=2224
-  _globals['_LISTAPPCONSENTSREQUEST']._serialized_end=2371
-  _globals['_LISTAPPCONSENTSRESPONSE']._serialized_start=2373
-  _globals['_LISTAPPCONSENTSRESPONSE']._serialized_end=2476
-  _globals['_REVOKEAPPCONSENTREQUEST']._serialized_start=2478
-  _globals['_REVOKEAPPCONSENTREQUEST']._serialized_end=2527
-  _globals['_CONSENTSERVICE']._serialized_start=2530
-  _globals['_CONSENTSERVICE']._serialized_end=4266
+  _globals['_BATCHDECIDEREQUEST']._serialized_end=768
+  _globals['_GATEQUESTION']._serialized_start=770
+  _globals['_GATEQUESTION']._serialized_end=876
+  _globals['_BATCHDECIDERESPONSE']._serialized_start=878
+  _globals['_BATCHDECIDERESPONSE']._serialized_end=1002
+  _globals['_GETACCESSMATRIXREQUEST']._serialized_start=1004
+  _globals['_GETACCESSMATRIXREQUEST']._serialized_end=1045
+  _globals['_CREATEOPPOSITIONREQUEST']._serialized_start=1047
+  _globals['_CREATEOPPOSITIONREQUEST']._serialized_end=1143
+  _globals['_GETOPPOSITIONREQUEST']._serialized_start=1145
+  _globals['_GETOPPOSITIONREQUEST']._serialized_end=1190
+  _globals['_LISTOPPOSITIONSREQUEST']._serialized_start=1193
+  _globals['_LISTOPPOSITIONSREQUEST']._serialized_end=1375
+  _globals['_LISTOPPOSITIONSRESPONSE']._serialized_start=1377
+  _globals['_LISTOPPOSITIONSRESPONSE']._serialized_end=1479
+  _globals['_WITHDRAWOPPOSITIONREQUEST']._serialized_start=1481
+  _globals['_WITHDRAWOPPOSITIONREQUEST']._serialized_end=1531
+  _globals['_CREATEBLOCKREQUEST']._serialized_start=1533
+  _globals['_CREATEBLOCKREQUEST']._serialized_end=1594
+  _globals['_LISTBLOCKSREQUEST']._serialized_start=1596
+  _globals['_LISTBLOCKSREQUEST']._serialized_end=1673
+  _globals['_LISTBLOCKSRESPONSE']._serialized_start=1675
+  _globals['_LISTBLOCKSRESPONSE']._serialized_end=1762
+  _globals['_DELETEBLOCKREQUEST']._serialized_start=1764
+  _globals['_DELETEBLOCKREQUEST']._serialized_end=1802
+  _globals['_CREATECARETEAMAUTHORISATIONREQUEST']._serialized_start=1804
+  _globals['_CREATECARETEAMAUTHORISATIONREQUEST']._serialized_end=1925
+  _globals['_GETCARETEAMAUTHORISATIONREQUEST']._serialized_start=1927
+  _globals['_GETCARETEAMAUTHORISATIONREQUEST']._serialized_end=1986
+  _globals['_LISTCARETEAMAUTHORISATIONSREQUEST']._serialized_start=1989
+  _globals['_LISTCARETEAMAUTHORISATIONSREQUEST']._serialized_end=2153
+  _globals['_LISTCARETEAMAUTHORISATIONSRESPONSE']._serialized_start=2155
+  _globals['_LISTCARETEAMAUTHORISATIONSRESPONSE']._serialized_end=2282
+  _globals['_REVOKECARETEAMAUTHORISATIONREQUEST']._serialized_start=2284
+  _globals['_REVOKECARETEAMAUTHORISATIONREQUEST']._serialized_end=2346
+  _globals['_CREATEAPPCONSENTREQUEST']._serialized_start=2348
+  _globals['_CREATEAPPCONSENTREQUEST']._serialized_end=2425
+  _globals['_LISTAPPCONSENTSREQUEST']._serialized_start=2428
+  _globals['_LISTAPPCONSENTSREQUEST']._serialized_end=2575
+  _globals['_LISTAPPCONSENTSRESPONSE']._serialized_start=2577
+  _globals['_LISTAPPCONSENTSRESPONSE']._serialized_end=2680
+  _globals['_REVOKEAPPCONSENTREQUEST']._serialized_start=2682
+  _globals['_REVOKEAPPCONSENTREQUEST']._serialized_end=2731
+  _globals['_CONSENTSERVICE']._serialized_start=2734
+  _globals['_CONSENTSERVICE']._serialized_end=4470
 # @@protoc_insertion_point(module_scope)

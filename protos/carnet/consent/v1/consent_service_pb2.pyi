@@ -149,6 +149,7 @@ class BatchDecideRequest(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     ITEMS_FIELD_NUMBER: _builtins.int
     BREAK_GLASS_REASON_FIELD_NUMBER: _builtins.int
+    GATE_FIELD_NUMBER: _builtins.int
     holder_id: _builtins.str
     """Whose space the items belong to."""
     action: _resources_pb2.Action.ValueType
@@ -163,6 +164,13 @@ class BatchDecideRequest(_message.Message):
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.ItemAttributes]:
         """The items, at most 1 000."""
 
+    @_builtins.property
+    def gate(self) -> Global___GateQuestion:
+        """Optional question about what holds the items (ACTION_LIST on the holder's space before a
+        page of documents), decided first with the same actor, holder and break_glass_reason:
+        one call instead of a Decide and a BatchDecide.
+        """
+
     def __init__(
         self,
         *,
@@ -171,14 +179,43 @@ class BatchDecideRequest(_message.Message):
         action: _resources_pb2.Action.ValueType = ...,
         items: _abc.Iterable[_resources_pb2.ItemAttributes] | None = ...,
         break_glass_reason: _builtins.str = ...,
+        gate: Global___GateQuestion | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "gate", b"gate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "break_glass_reason", b"break_glass_reason", "holder_id", b"holder_id", "items", b"items"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "actor", b"actor", "break_glass_reason", b"break_glass_reason", "gate", b"gate", "holder_id", b"holder_id", "items", b"items"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BatchDecideRequest: _TypeAlias = BatchDecideRequest  # noqa: Y015
+
+@_typing.final
+class GateQuestion(_message.Message):
+    """The action on the container of a batch's items."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    action: _resources_pb2.Action.ValueType
+    """What the actor wants to do with the container."""
+    @_builtins.property
+    def item(self) -> _resources_pb2.ItemAttributes:
+        """The container's attributes (kind only, for a list)."""
+
+    def __init__(
+        self,
+        *,
+        action: _resources_pb2.Action.ValueType = ...,
+        item: _resources_pb2.ItemAttributes | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "item", b"item"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GateQuestion: _TypeAlias = GateQuestion  # noqa: Y015
 
 @_typing.final
 class BatchDecideResponse(_message.Message):
@@ -187,18 +224,24 @@ class BatchDecideResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DECISIONS_FIELD_NUMBER: _builtins.int
+    GATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecideResponse]:
-        """One answer per item, same order."""
+        """One answer per item, same order; empty when the gate denies."""
+
+    @_builtins.property
+    def gate(self) -> Global___DecideResponse:
+        """The answer to the request's gate question; unset when none was asked."""
 
     def __init__(
         self,
         *,
         decisions: _abc.Iterable[Global___DecideResponse] | None = ...,
+        gate: Global___DecideResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gate", b"gate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "gate", b"gate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

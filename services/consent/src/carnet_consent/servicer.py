@@ -322,23 +322,60 @@ class ConsentServicer(consent_service_pb2_grpc.ConsentServiceServicer):
         if len(request.items) > MAX_BATCH_ITEMS:
             raise InvalidArgument(f"at most {MAX_BATCH_ITEMS} items per batch", field="items", reason="FIELD_INVALID")
         action = _action(request.action)
+        gate_asked = request.HasField("gate")
+        gate_action = _action(request.gate.action) if gate_asked else action
+        holder_id = request.holder_id
+        reason = request.break_glass_reason
         at = time.time()
-        questions = [
-            DecisionRequest(
-                actor=actor,
-                holder_id=request.holder_id,
-                action=action,
-                item=_item(item),
-                break_glass_reason=request.break_glass_reason,
-                at=at,
+        validate_request(DecisionRequest(actor=actor, holder_id=holder_id, action=action))
+        facts = self._cache.peek(holder_id) or await self._facts(holder_id)
+        response = consent_service_pb2.BatchDecideResponse()
+        gate: Decision | None = None
+        if gate_asked:
+            gate = decide(
+                DecisionRequest(
+                    actor=actor,
+                    holder_id=holder_id,
+                    action=gate_action,
+                    item=_item(request.gate.item),
+                    break_glass_reason=reason,
+                    at=at,
+                ),
+                facts,
+                self._matrix,
             )
-            for item in request.items
-        ]
-        validate_request(DecisionRequest(actor=actor, holder_id=request.holder_id, action=action))
-        facts = await self._facts(request.holder_id)
-        decisions = [decide(question, facts, self._matrix) for question in questions]
-        _record(decisions, actor, request.holder_id)
-        return consent_service_pb2.BatchDecideResponse(decisions=[_decision_proto(d) for d in decisions])
+            response.gate.CopyFrom(_decision_proto(gate))
+        decisions: list[Decision] = []
+        if gate is None or gate.effect is Effect.ALLOW:
+            # The items of a page repeat few distinct attributes, and a decision depends only on
+            # the question: each distinct item is decided once.
+            known: dict[tuple[Any, ...], Decision] = {}
+            for item in request.items:
+                key = (
+                    item.kind,
+                    item.document_class,
+                    item.author_id,
+                    item.author_rpps,
+                    item.hidden_from_professionals,
+                    item.invisible_to_holder,
+                    item.invisible_to_representatives,
+                    item.data_category,
+                )
+                decision = known.get(key)
+                if decision is None:
+                    question = DecisionRequest(
+                        actor=actor,
+                        holder_id=holder_id,
+                        action=action,
+                        item=_item(item),
+                        break_glass_reason=reason,
+                        at=at,
+                    )
+                    decision = known[key] = decide(question, facts, self._matrix)
+                decisions.append(decision)
+            response.decisions.extend(_decision_proto(d) for d in decisions)
+        _record(decisions if gate is None else (gate, *decisions), actor, holder_id)
+        return response
 
     async def GetAccessMatrix(
         self, request: consent_service_pb2.GetAccessMatrixRequest, context: Any

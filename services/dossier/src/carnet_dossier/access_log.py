@@ -30,7 +30,7 @@ from opentelemetry import trace
 from carnet.common.v1 import common_pb2
 from carnet.dossier.v1 import events_pb2
 from carnet_kit.errors import InvalidArgument
-from carnet_kit.outbox import enqueue, stream_name
+from carnet_kit.outbox import OutboxRow, enqueue, stream_name, wake_channel
 
 SCHEMA = "dossier"
 EVENT_STREAM = stream_name("dossier")
@@ -163,6 +163,30 @@ async def append(
         return await _append(db, new, now, notify_holder, notify_treating_physician)
 
 
+@dataclasses.dataclass(frozen=True)
+class ChainHead:
+    """A holder's chain head as locked by the current transaction: the last sequence and hash."""
+
+    sequence: int
+    head_hash: str
+
+
+LOCK_HEAD_SQL = (
+    "INSERT INTO access_log_heads (holder_id) VALUES ({holder})"
+    " ON CONFLICT (holder_id) DO UPDATE SET holder_id = EXCLUDED.holder_id RETURNING sequence, head_hash"
+)
+"""Creates the holder's head if needed and locks it (ON CONFLICT DO UPDATE locks the row).
+
+``{holder}`` is the parameter naming the holder; a caller may run it as a CTE of a statement
+of its own (see :func:`carnet_dossier.store.insert_document`) and then :func:`append_at`."""
+
+
+async def lock_head(conn: asyncpg.Connection, holder_id: uuid.UUID) -> ChainHead:
+    """Lock the holder's chain head until the end of the caller's transaction."""
+    head = await conn.fetchrow(LOCK_HEAD_SQL.format(holder="$1"), holder_id)
+    return ChainHead(head["sequence"], head["head_hash"])
+
+
 async def _append(
     conn: asyncpg.Connection,
     new: NewEntry,
@@ -170,42 +194,72 @@ async def _append(
     notify_holder: bool,
     notify_treating_physician: bool,
 ) -> Entry:
-    # One statement creates the head if needed and locks it (ON CONFLICT DO UPDATE locks the row).
-    head = await conn.fetchrow(
-        "INSERT INTO access_log_heads (holder_id) VALUES ($1)"
-        " ON CONFLICT (holder_id) DO UPDATE SET holder_id = EXCLUDED.holder_id RETURNING sequence, head_hash",
-        new.holder_id,
+    head = await lock_head(conn, new.holder_id)
+    return await append_at(
+        conn, new, head, now=now, notify_holder=notify_holder, notify_treating_physician=notify_treating_physician
     )
+
+
+# One statement writes the entry, moves the head, notes an organisation new to the holder and,
+# when the caller has one, writes its outbox event and wakes the relay (on commit).
+_WRITE_ENTRY = """
+    WITH written AS (
+        INSERT INTO access_log (
+            holder_id, sequence, actor, actor_display_name, action, operation, service, item_kind, item_id,
+            item_label, outcome, reason, break_glass_reason, created_at, trace_id, previous_hash, entry_hash)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+        RETURNING entry_id
+    ), head AS (
+        UPDATE access_log_heads SET sequence = $2, head_hash = $17 WHERE holder_id = $1
+    ), first_access AS (
+        INSERT INTO access_log_organisations (holder_id, organisation_id, first_entry_id, first_seen_at)
+        SELECT $1, $18, entry_id, $14 FROM written WHERE $18 <> ''
+        ON CONFLICT DO NOTHING
+        RETURNING organisation_id
+    ){event_ctes}
+    SELECT (SELECT entry_id FROM written) AS entry_id, (SELECT count(*) FROM first_access) AS new_organisation{event_columns}
+"""
+_ENTRY_ONLY = _WRITE_ENTRY.format(event_ctes="", event_columns="")
+_ENTRY_AND_EVENT = _WRITE_ENTRY.format(
+    event_ctes=""", event AS (
+        INSERT INTO outbox (event_id, stream, event_type, payload, traceparent)
+        VALUES ($19, $20, $21, $22, $23)
+        RETURNING 1
+    ), wake AS (
+        SELECT pg_notify($24, '') FROM event
+    )""",
+    event_columns=", (SELECT count(*) FROM wake) AS woken",
+)
+
+
+async def append_at(
+    conn: asyncpg.Connection,
+    new: NewEntry,
+    head: ChainHead,
+    *,
+    now: dt.datetime | None = None,
+    notify_holder: bool = False,
+    notify_treating_physician: bool = False,
+    event: OutboxRow | None = None,
+) -> Entry:
+    """Record an access after ``head``, which the caller's transaction has locked (:func:`lock_head`).
+
+    ``event``, an outbox row of the same change, is written by the same statement.
+    """
+    if new.outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {new.outcome!r}")
     occur = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     entry = Entry(
         **{field.name: getattr(new, field.name) for field in dataclasses.fields(NewEntry)},
-        sequence=head["sequence"] + 1,
+        sequence=head.sequence + 1,
         occur_time=occur,
-        previous_hash=head["head_hash"],
+        previous_hash=head.head_hash,
     )
     if not entry.trace_id:
         entry = dataclasses.replace(entry, trace_id=_current_trace_id())
     entry = dataclasses.replace(entry, entry_hash=chain_hash(entry))
     organisation = str(entry.actor.get("organisation_id") or "") if entry.outcome == "allowed" else ""
-    # And one statement writes the entry, moves the head and notes an organisation new to the holder.
-    row = await conn.fetchrow(
-        """
-        WITH written AS (
-            INSERT INTO access_log (
-                holder_id, sequence, actor, actor_display_name, action, operation, service, item_kind, item_id,
-                item_label, outcome, reason, break_glass_reason, created_at, trace_id, previous_hash, entry_hash)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-            RETURNING entry_id
-        ), head AS (
-            UPDATE access_log_heads SET sequence = $2, head_hash = $17 WHERE holder_id = $1
-        ), first_access AS (
-            INSERT INTO access_log_organisations (holder_id, organisation_id, first_entry_id, first_seen_at)
-            SELECT $1, $18, entry_id, $14 FROM written WHERE $18 <> ''
-            ON CONFLICT DO NOTHING
-            RETURNING organisation_id
-        )
-        SELECT (SELECT entry_id FROM written) AS entry_id, (SELECT count(*) FROM first_access) AS new_organisation
-        """,
+    values = (
         entry.holder_id,
         entry.sequence,
         entry.actor,
@@ -225,6 +279,19 @@ async def _append(
         entry.entry_hash,
         organisation,
     )
+    if event is None:
+        row = await conn.fetchrow(_ENTRY_ONLY, *values)
+    else:
+        row = await conn.fetchrow(
+            _ENTRY_AND_EVENT,
+            *values,
+            event.event_id,
+            event.stream,
+            event.event_type,
+            event.payload,
+            event.traceparent,
+            wake_channel(SCHEMA),
+        )
     entry = dataclasses.replace(entry, entry_id=row["entry_id"])
     if row["new_organisation"]:
         await _alert(conn, entry, events_pb2.ACCESS_ALERT_KIND_NEW_ORGANISATION, True, False)

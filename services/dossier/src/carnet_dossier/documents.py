@@ -49,7 +49,7 @@ from carnet_kit.errors import (
     ResourceExhausted,
 )
 from carnet_kit.objectstore import ObjectStore
-from carnet_kit.outbox import enqueue, stream_name
+from carnet_kit.outbox import enqueue, outbox_row, stream_name
 from carnet_kit.telemetry import ATTR_DOCUMENT_ID, ATTR_HOLDER_ID
 
 tracer = trace.get_tracer("carnet_dossier")
@@ -291,13 +291,20 @@ class DocumentService:
         content = await self._read_content(chunks)
         check_content(content, new.format)
         sha256 = hashlib.sha256(content).hexdigest()
-        existing = await self._existing(new.unique_id, holder_id, sha256)
-        if existing is not None:
-            return existing, False
+        # No look-up of the unique_id first: the insert's unique index answers it. A deposit sent
+        # again (same unique_id and bytes) or a taken unique_id is found below, after the insert fails.
         document_id = uuid.uuid4()
         blob_key = f"documents/{holder_id}/{document_id}"
+        actor = actor_record(principal)
         with tracer.start_as_current_span("store document content", attributes={ATTR_DOCUMENT_ID: str(document_id)}):
-            data_key = await self._keys.data_key(holder_id, create=True)
+            try:
+                data_key = await self._keys.sealing_key(holder_id)
+            except (FailedPrecondition, DataLoss):
+                # A deposit sent again is answered with the document it made, even once no key seals.
+                existing = await self._existing(new.unique_id, holder_id, sha256)
+                if existing is not None:
+                    return existing, False
+                raise
             await self._blobs.put(blob_key, seal(data_key, blob_key, content))
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -313,7 +320,9 @@ class DocumentService:
                     await store.update_document(
                         conn, replaces.document_id, {"status": "deprecated"}, dt.datetime.now(dt.UTC)
                     )
-                record = await store.insert_document(
+                # Three statements: the document with its holder's chain head locked (and its key
+                # checked); the access-log entry with the DocumentDepositedEvent; the commit.
+                record, head, key_live = await store.insert_document_locking_head(
                     conn,
                     document_id=document_id,
                     holder_id=holder_id,
@@ -323,28 +332,18 @@ class DocumentService:
                     sha256=sha256,
                     blob_key=blob_key,
                     sealed=True,
-                    deposited_by=actor_record(principal),
+                    deposited_by=actor,
                     replaces=replaces,
                 )
-                await access_log.append(
-                    conn,
-                    NewEntry(
-                        holder_id=holder_id,
-                        actor=actor_record(principal),
-                        action="ACTION_CREATE",
-                        operation="DepositDocument",
-                        item_kind="ITEM_KIND_DOCUMENT",
-                        item_id=str(document_id),
-                        item_label=record.title,
-                        outcome="allowed",
-                    ),
-                )
+                if not key_live:
+                    # Shredded (by another replica) since the content was sealed: nothing is recorded.
+                    self._keys.forget(holder_id)
+                    await self._keys.data_key(holder_id)  # raises HOLDER_DATA_SHREDDED, with its date
+                    raise FailedPrecondition("this holder's data was erased", reason="HOLDER_DATA_SHREDDED")
                 occur = timestamp_pb2.Timestamp()
                 occur.FromDatetime(record.created_at)
                 event_id = str(uuid.uuid4())
-                await enqueue(
-                    conn,
-                    schema=store.SCHEMA,
+                event = outbox_row(
                     stream=EVENT_STREAM,
                     event_type=DOCUMENT_DEPOSITED,
                     event_id=event_id,
@@ -362,13 +361,29 @@ class DocumentService:
                         holder_own=record.holder_own,
                     ),
                 )
+                await access_log.append_at(
+                    conn,
+                    NewEntry(
+                        holder_id=holder_id,
+                        actor=actor,
+                        action="ACTION_CREATE",
+                        operation="DepositDocument",
+                        item_kind="ITEM_KIND_DOCUMENT",
+                        item_id=str(document_id),
+                        item_label=record.title,
+                        outcome="allowed",
+                    ),
+                    head,
+                    event=event,
+                )
                 if replaces is not None:
                     deprecated = await store.update_document(
                         conn, replaces.document_id, {"replaced_by_document_id": document_id}, record.created_at
                     )
                     await self._changed(conn, principal, deprecated, events_pb2.DOCUMENT_CHANGE_REPLACED, document_id)
         except asyncpg.UniqueViolationError:
-            # A concurrent deposit of the same unique_id won the race.
+            # The unique_id is taken: by this same deposit sent again, by a concurrent one that won
+            # the race, or by other content (a conflict).
             await self._blobs.delete(blob_key)
             winner = await self._existing(new.unique_id, holder_id, sha256)
             if winner is None:
@@ -437,6 +452,34 @@ class DocumentService:
 
         return record, content()
 
+    async def _refuse_listing(
+        self,
+        principal: Principal,
+        holder_id: uuid.UUID,
+        action: int,
+        decision: Decision,
+        break_glass: BreakGlass | None,
+    ) -> None:
+        """A refused listing: logged with outcome ``denied``, answered PERMISSION_DENIED."""
+        reason = break_glass.reason if break_glass is not None else ""
+        await access_log.append(
+            self._pool,
+            NewEntry(
+                holder_id=holder_id,
+                actor=actor_record(principal),
+                action=consent_pb.Action.Name(action),  # type: ignore[arg-type]
+                operation="ListDocuments",
+                item_kind="ITEM_KIND_SPACE",
+                item_id=str(holder_id),
+                reason=decision.reason_code,
+                break_glass_reason=reason,
+                outcome="denied",
+            ),
+        )
+        raise PermissionDenied(
+            f"consent refused this access ({decision.reason_code})", reason=decision.reason_code or "ACCESS_DENIED"
+        )
+
     async def list(
         self,
         principal: Principal,
@@ -453,16 +496,11 @@ class DocumentService:
         (PRODUCT.md: "a professional's first automatic search"). In an emergency
         (``break_glass``) the record is opened under break-glass: logged with the reason,
         the holder and the treating physician told.
+
+        Consent is asked once per page: whether the caller may list the space, and what
+        they may read of the page. The SQL runs before that answer is known; nothing of it
+        is returned or logged as allowed unless consent allows the listing.
         """
-        opened = await self._decide(
-            principal,
-            holder_id,
-            consent_pb.ACTION_LIST,
-            ItemFacts(kind=consent_pb.ITEM_KIND_SPACE),
-            str(holder_id),
-            operation="ListDocuments",
-            break_glass=break_glass,
-        )
         if principal.role == "professional" and filters.since is None:
             since = dt.datetime.now(dt.UTC) - dt.timedelta(days=365 * self._professional_years)
             filters = dataclasses.replace(filters, since=since)
@@ -474,35 +512,49 @@ class DocumentService:
             "helper": ("invisible_to_holder", "invisible_to_representatives"),
         }.get(principal.role, ())
         filters = dataclasses.replace(filters, exclude_flags=never)
-        rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1, order)
-        page, more = rows[:page_size], len(rows) > page_size
-        decisions = await self._consent.decide_each(
-            principal,
-            str(holder_id),
-            break_glass.action if break_glass is not None else consent_pb.ACTION_READ,
-            [item_facts(record) for record in page],
-            break_glass.reason if break_glass is not None else "",
-        )
-        visible = [record for record, decision in zip(page, decisions, strict=True) if decision.allowed]
-        await self._log_allowed(
-            NewEntry(
-                holder_id=holder_id,
-                actor=actor_record(principal),
-                action="ACTION_LIST",
-                operation="ListDocuments",
-                item_kind="ITEM_KIND_SPACE",
-                item_id=str(holder_id),
-                outcome="allowed",
-            ),
-            opened,
-            break_glass,
-        )
         # The holder's side sees every match but those left out above: the count is exact for them.
-        # It is counted on the first page and carried by the page tokens (a count reads every match).
-        if cursor is not None:
-            total = cursor.total
-        else:
-            total = await store.count_documents(self._pool, holder_id, filters) if never else 0
+        # It is counted on the first page and carried by the page tokens (a count reads every match),
+        # on a connection of its own while the page is read and decided.
+        counting: asyncio.Task[int] | None = None
+        if cursor is None and never:
+            counting = asyncio.ensure_future(store.count_documents(self._pool, holder_id, filters))
+        try:
+            rows = await store.list_documents(self._pool, holder_id, filters, cursor, page_size + 1, order)
+            page, more = rows[:page_size], len(rows) > page_size
+            list_action = break_glass.action if break_glass is not None else consent_pb.ACTION_LIST
+            opened, decisions = await self._consent.decide_page(
+                principal,
+                str(holder_id),
+                list_action,
+                ItemFacts(kind=consent_pb.ITEM_KIND_SPACE),
+                break_glass.action if break_glass is not None else consent_pb.ACTION_READ,
+                [item_facts(record) for record in page],
+                break_glass.reason if break_glass is not None else "",
+            )
+            if not opened.allowed:
+                await self._refuse_listing(principal, holder_id, list_action, opened, break_glass)
+            visible = [record for record, decision in zip(page, decisions, strict=True) if decision.allowed]
+            await self._log_allowed(
+                NewEntry(
+                    holder_id=holder_id,
+                    actor=actor_record(principal),
+                    action="ACTION_LIST",
+                    operation="ListDocuments",
+                    item_kind="ITEM_KIND_SPACE",
+                    item_id=str(holder_id),
+                    outcome="allowed",
+                ),
+                opened,
+                break_glass,
+            )
+            if cursor is not None:
+                total = cursor.total
+            else:
+                total = await counting if counting is not None else 0
+        finally:
+            if counting is not None:
+                counting.cancel()  # left over only when the listing failed or was refused
+                await asyncio.gather(counting, return_exceptions=True)
         last = page[-1] if page else None
         next_token = (
             encode_page_token(PageCursor(order.key(last.service_time, last.created_at), last.document_id, order, total))

@@ -6,8 +6,10 @@ configuration (``CARNET_MASTER_KEY_FILE``). Nothing here ever writes a key in cl
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
+import time
 import uuid
 
 import asyncpg
@@ -25,15 +27,23 @@ from carnet_kit.errors import DataLoss, FailedPrecondition
 
 log = logging.getLogger(__name__)
 
+LIVE_KEY_SQL = "SELECT count(*) FROM holder_keys WHERE holder_id = {holder} AND shredded_at IS NULL"
+"""1 while the holder's data key exists and was not shredded (``{holder}``: the parameter naming the holder)."""
+
 _HOLDER_KEYS = WrappedKeyTable("holder_keys", "holder_id", "rewrapped_at", "wrapped_key IS NOT NULL")
 
 
 class HolderKeys:
     """The data key of each holder, wrapped by the ring's current master key."""
 
-    def __init__(self, pool: asyncpg.Pool, ring: MasterKeyRing) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, ring: MasterKeyRing, *, sealing_ttl: float = 300.0, sealing_capacity: int = 10_000
+    ) -> None:
         self._pool = pool
         self._ring = ring
+        self._sealing_ttl = sealing_ttl
+        self._sealing_capacity = sealing_capacity
+        self._sealing: collections.OrderedDict[uuid.UUID, tuple[float, bytes]] = collections.OrderedDict()
 
     @property
     def ring(self) -> MasterKeyRing:
@@ -81,6 +91,30 @@ class HolderKeys:
         except SealedBlobError as exc:
             raise DataLoss(str(exc), reason="HOLDER_KEY_UNREADABLE") from None
 
+    async def sealing_key(self, holder_id: uuid.UUID) -> bytes:
+        """The holder's data key to seal new content with (made on first use), remembered a few minutes.
+
+        Only for sealing: whoever seals with it must check in the same transaction as the
+        content's metadata that the key is still live (:data:`LIVE_KEY_SQL`), so that no
+        document is recorded under a key shredded meanwhile by another replica. Reading
+        always goes through :meth:`data_key`, so a shredded key never opens anything.
+        """
+        now = time.monotonic()
+        known = self._sealing.get(holder_id)
+        if known is not None and known[0] > now:
+            self._sealing.move_to_end(holder_id)
+            return known[1]
+        data_key = await self.data_key(holder_id, create=True)
+        self._sealing[holder_id] = (now + self._sealing_ttl, data_key)
+        self._sealing.move_to_end(holder_id)
+        while len(self._sealing) > self._sealing_capacity:
+            self._sealing.popitem(last=False)
+        return data_key
+
+    def forget(self, holder_id: uuid.UUID) -> None:
+        """Drop the remembered sealing key of a holder."""
+        self._sealing.pop(holder_id, None)
+
     async def rewrap(self, *, batch_size: int = 500) -> int:
         """Rewrap every data key wrapped by a retired master key under the current one; how many.
 
@@ -99,6 +133,7 @@ class HolderKeys:
 
         A tombstone stays, so that no new key is made for the holder afterwards.
         """
+        self.forget(holder_id)
         await self._pool.execute(
             "INSERT INTO holder_keys (holder_id, master_key_id, wrapped_key, shredded_at) VALUES ($1, NULL, NULL, $2)"
             " ON CONFLICT (holder_id) DO UPDATE SET master_key_id = NULL, wrapped_key = NULL,"

@@ -59,13 +59,24 @@ def _item_attributes(item: ItemFacts) -> consent_res.ItemAttributes:
     )
 
 
+_DECISIONS: dict[tuple[int, str, tuple[int, ...], str], Decision] = {}
+
+
 def _decision(response: consent_pb.DecideResponse) -> Decision:
-    return Decision(
-        allowed=response.effect == consent_res.EFFECT_ALLOW,
-        reason_code=response.reason_code,
-        obligations=tuple(consent_res.Obligation.Name(o) for o in response.obligations),
-        matrix_version=response.access_matrix_version,
-    )
+    # A page's answers repeat a few distinct decisions: each is built once (the table stays small).
+    key = (response.effect, response.reason_code, tuple(response.obligations), response.access_matrix_version)
+    decision = _DECISIONS.get(key)
+    if decision is None:
+        decision = Decision(
+            allowed=response.effect == consent_res.EFFECT_ALLOW,
+            reason_code=response.reason_code,
+            obligations=tuple(consent_res.Obligation.Name(o) for o in response.obligations),
+            matrix_version=response.access_matrix_version,
+        )
+        if len(_DECISIONS) >= 1024:
+            _DECISIONS.clear()
+        _DECISIONS[key] = decision
+    return decision
 
 
 def _remote(error: grpc.aio.AioRpcError) -> CarnetError:
@@ -121,6 +132,44 @@ class ConsentClient:
         except grpc.aio.AioRpcError as error:
             raise _remote(error) from None
         return [_decision(answer) for answer in response.decisions]
+
+    async def decide_page(
+        self,
+        principal: Principal,
+        holder_id: str,
+        list_action: int,
+        container: ItemFacts,
+        item_action: int,
+        items: list[ItemFacts],
+        break_glass_reason: str = "",
+    ) -> tuple[Decision, list[Decision]]:
+        """Consent's decision to list the container, then (if it allows) for each item, in one call.
+
+        Without the list's answer (a consent that predates the gate question) it is asked for
+        on its own, so a denial is never missed.
+        """
+        request = consent_pb.BatchDecideRequest(
+            actor=principal.to_actor(),
+            holder_id=holder_id,
+            action=item_action,  # type: ignore[arg-type]
+            items=[_item_attributes(item) for item in items],
+            break_glass_reason=break_glass_reason,
+            gate=consent_pb.GateQuestion(
+                action=list_action,  # type: ignore[arg-type]
+                item=_item_attributes(container),
+            ),
+        )
+        try:
+            response = await self._stub.BatchDecide(request)
+        except grpc.aio.AioRpcError as error:
+            raise _remote(error) from None
+        if not response.HasField("gate"):
+            gate = await self.decide(principal, holder_id, list_action, container, break_glass_reason)
+        else:
+            gate = _decision(response.gate)
+        if not gate.allowed:
+            return gate, []
+        return gate, [_decision(answer) for answer in response.decisions]
 
     async def require(
         self, principal: Principal, holder_id: str, action: int, item: ItemFacts

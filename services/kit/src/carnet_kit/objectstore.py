@@ -79,7 +79,8 @@ class FilesystemObjectStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def _write(self, path: Path, data: bytes) -> None:
+    def _write(self, path: Path, data: bytes) -> str:
+        """Write the object (in a worker thread) and return its SHA-256, hashed there too."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
@@ -91,11 +92,11 @@ class FilesystemObjectStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        return hashlib.sha256(data).hexdigest()
 
     async def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> ObjectInfo:
         path = self._path(key)
-        await asyncio.to_thread(self._write, path, data)
-        return ObjectInfo(key, len(data), hashlib.sha256(data).hexdigest())
+        return ObjectInfo(key, len(data), await asyncio.to_thread(self._write, path, data))
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)

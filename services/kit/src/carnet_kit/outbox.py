@@ -54,8 +54,41 @@ async def install_outbox(pool: asyncpg.Pool, schema: str) -> None:
     await migrate(pool, schema, KIT_MIGRATIONS, table=KIT_MIGRATIONS_TABLE)
 
 
-def _notify_channel(schema: str) -> str:
+def wake_channel(schema: str) -> str:
+    """The NOTIFY channel that wakes a schema's relay."""
     return f"{schema}_outbox"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An event ready to be written to the outbox: the values of one ``outbox`` row."""
+
+    event_id: uuid.UUID
+    stream: str
+    event_type: str
+    payload: dict[str, Any]
+    traceparent: str
+
+
+def outbox_row(
+    *, stream: str, event_type: str, payload: Message | Mapping[str, Any], event_id: str | None = None
+) -> OutboxRow:
+    """The row :func:`enqueue` writes, for callers that write it inside a statement of their own."""
+    body = (
+        json_format.MessageToDict(payload, preserving_proto_field_name=True)
+        if isinstance(payload, Message)
+        else dict(payload)
+    )
+    return OutboxRow(uuid.UUID(event_id) if event_id else uuid.uuid4(), stream, event_type, body, inject_traceparent())
+
+
+# One round trip: the row, and the relay's wake-up, delivered on commit only (so the relay never
+# wakes for a rolled-back event).
+_ENQUEUE = (
+    "WITH written AS (INSERT INTO outbox (event_id, stream, event_type, payload, traceparent)"
+    " VALUES ($1, $2, $3, $4, $5) RETURNING 1)"
+    " SELECT pg_notify($6, '') FROM written"
+)
 
 
 async def enqueue(
@@ -68,23 +101,11 @@ async def enqueue(
     event_id: str | None = None,
 ) -> str:
     """Write an event in the caller's transaction; return its id."""
-    event_id = event_id or str(uuid.uuid4())
-    body = (
-        json_format.MessageToDict(payload, preserving_proto_field_name=True)
-        if isinstance(payload, Message)
-        else dict(payload)
-    )
+    row = outbox_row(stream=stream, event_type=event_type, payload=payload, event_id=event_id)
     await conn.execute(
-        "INSERT INTO outbox (event_id, stream, event_type, payload, traceparent) VALUES ($1, $2, $3, $4, $5)",
-        uuid.UUID(event_id),
-        stream,
-        event_type,
-        body,
-        inject_traceparent(),
+        _ENQUEUE, row.event_id, row.stream, row.event_type, row.payload, row.traceparent, wake_channel(schema)
     )
-    # Delivered on commit only, so the relay never wakes for a rolled-back event.
-    await conn.execute("SELECT pg_notify($1, '')", _notify_channel(schema))
-    return event_id
+    return str(row.event_id)
 
 
 class OutboxRelay:
@@ -98,12 +119,14 @@ class OutboxRelay:
         *,
         batch_size: int = 200,
         poll_interval: float = 1.0,
+        gather_delay: float = 0.01,
     ) -> None:
         self._pool = pool
         self._redis = client
         self._schema = schema
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._gather_delay = gather_delay
         self._wake = asyncio.Event()
 
     async def publish_pending(self) -> int:
@@ -143,10 +166,12 @@ class OutboxRelay:
         listener: asyncpg.Connection | None = None
         try:
             while True:
+                # Cleared before the publish, so that a commit notified during it is not missed.
+                self._wake.clear()
                 try:
                     if listener is None or listener.is_closed():
                         listener = await self._pool.acquire()
-                        await listener.add_listener(_notify_channel(self._schema), self._on_notify)
+                        await listener.add_listener(wake_channel(self._schema), self._on_notify)
                     while await self.publish_pending() == self._batch_size:
                         pass
                 except (OSError, asyncpg.PostgresError, redis.RedisError, asyncpg.InterfaceError) as exc:
@@ -155,13 +180,18 @@ class OutboxRelay:
                         with contextlib.suppress(Exception):
                             await self._pool.release(listener)
                         listener = None
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                    self._wake.clear()  # wait the poll interval before trying again
+                if not self._wake.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                if self._wake.is_set() and self._gather_delay > 0:
+                    # Under load commits come faster than publishes: let a few more arrive, so
+                    # that one publish (a transaction and a Redis round trip) carries several.
+                    await asyncio.sleep(self._gather_delay)
         finally:
             if listener is not None:
                 with contextlib.suppress(Exception):
-                    await listener.remove_listener(_notify_channel(self._schema), self._on_notify)
+                    await listener.remove_listener(wake_channel(self._schema), self._on_notify)
                     await self._pool.release(listener)
 
 
@@ -261,15 +291,16 @@ class StreamConsumer:
         pending = await self._redis.xpending_range(self.stream, self.group, min=message_id, max=message_id, count=1)
         return int(pending[0]["times_delivered"]) if pending else 1
 
-    async def _handle(self, message_id: str, fields: Mapping[bytes, bytes], *, reclaimed: bool) -> None:
+    async def _handle(self, message_id: str, fields: Mapping[bytes, bytes], *, reclaimed: bool) -> bool:
+        """Handle one entry; True when the handler succeeded and the entry is to be acknowledged."""
         if reclaimed and await self._deliveries(message_id) > self._max_deliveries:
             await self._dead_letter(message_id, fields, f"more than {self._max_deliveries} deliveries")
-            return
+            return False
         try:
             event_id, event_type, payload, traceparent = _decode(fields)
         except (ValueError, UnicodeDecodeError) as exc:
             await self._dead_letter(message_id, fields, f"undecodable: {exc}")
-            return
+            return False
         event = Event(self.stream, message_id, event_id, event_type, payload, traceparent)
         producer = trace.get_current_span(extract_context(traceparent)).get_span_context()
         links = [Link(producer)] if producer.is_valid else []
@@ -286,8 +317,14 @@ class StreamConsumer:
             except Exception as exc:
                 span.record_exception(exc)
                 log.warning("handler of %s failed for %s: %s (will be retried)", self.group, message_id, exc)
-                return
-        await self._redis.xack(self.stream, self.group, message_id)
+                return False
+        return True
+
+    async def _ack(self, message_ids: list[str]) -> None:
+        # One XACK for the entries of a read: a crash before it redelivers them, which the
+        # handlers' idempotence (claim_event) makes harmless.
+        if message_ids:
+            await self._redis.xack(self.stream, self.group, *message_ids)
 
     async def poll_once(self) -> int:
         """Reclaim stale pending entries, then read new ones; return how many were seen."""
@@ -295,18 +332,24 @@ class StreamConsumer:
         claimed: Any = await self._redis.xautoclaim(
             self.stream, self.group, self.consumer, min_idle_time=self._claim_idle_ms, start_id="0-0", count=self._batch_size
         )
+        handled: list[str] = []
         for message_id, fields in claimed[1]:
             if fields is None:
                 continue
             seen += 1
-            await self._handle(message_id.decode(), fields, reclaimed=True)
+            if await self._handle(message_id.decode(), fields, reclaimed=True):
+                handled.append(message_id.decode())
+        await self._ack(handled)
         batches: Any = await self._redis.xreadgroup(
             self.group, self.consumer, {self.stream: ">"}, count=self._batch_size, block=self._block_ms
         )
+        handled = []
         for _stream, entries in batches or []:
             for message_id, fields in entries:
                 seen += 1
-                await self._handle(message_id.decode(), fields, reclaimed=False)
+                if await self._handle(message_id.decode(), fields, reclaimed=False):
+                    handled.append(message_id.decode())
+        await self._ack(handled)
         return seen
 
     async def run(self) -> None:

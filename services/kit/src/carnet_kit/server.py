@@ -1,9 +1,9 @@
 """gRPC server bootstrap shared by every service.
 
-Each server carries the standard health service, reflection, OpenTelemetry, error
-mapping and authentication interceptors. On SIGTERM (or SIGINT) it reports
-NOT_SERVING, stops accepting calls, lets in-flight calls finish within the grace
-period, then stops its background tasks and closes its resources.
+Each server carries the standard health service, reflection, and one interceptor for
+tracing (OpenTelemetry server spans), authentication and error mapping. On SIGTERM (or
+SIGINT) it reports NOT_SERVING, stops accepting calls, lets in-flight calls finish within
+the grace period, then stops its background tasks and closes its resources.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from carnet_kit.auth import TokenVerifier
 from carnet_kit.config import ConfigError, fail, load_or_exit
-from carnet_kit.interceptors import AuthInterceptor, ErrorMappingInterceptor
+from carnet_kit.interceptors import CallInterceptor
 from carnet_kit.settings import ServiceSettings
 from carnet_kit.telemetry import setup_telemetry
 
@@ -95,11 +94,7 @@ class ServiceApp:
         """Bind, start serving and report SERVING; return the bound port."""
         public = frozenset(m for service in self.services for m in service.public_methods)
         server = grpc.aio.server(
-            interceptors=[
-                aio_server_interceptor(),  # type: ignore[no-untyped-call]
-                ErrorMappingInterceptor(self.domain),
-                AuthInterceptor(self.verifier, public, self.domain),
-            ],
+            interceptors=[CallInterceptor(self.verifier, public, self.domain)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
