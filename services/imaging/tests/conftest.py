@@ -92,12 +92,24 @@ def _listening(port: int) -> bool:
     return False
 
 
+@pytest.fixture(scope="session")
+def master_key_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One master key ring for the session: the test database keeps the keys it wrapped (the quarantine's)."""
+    key_file = tmp_path_factory.mktemp("imaging-keys") / "master-keys"
+    key_file.write_text(new_master_key_line("k1") + "\n")
+    return key_file
+
+
 @pytest.fixture
 def imaging_settings(
-    tmp_path: Path, database_url: str, redis_url: str, identity_app: ServiceApp, service_secrets_dir: Path
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    identity_app: ServiceApp,
+    service_secrets_dir: Path,
+    master_key_file: Path,
 ) -> Callable[..., ImagingSettings]:
-    key_file = tmp_path / "master-keys"
-    key_file.write_text(new_master_key_line("k1") + "\n")
+    key_file = master_key_file
 
     def make(**extra: str) -> ImagingSettings:
         return load(

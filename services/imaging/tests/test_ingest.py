@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from pydicom import dcmread
 from pydicom.data import get_testdata_file
@@ -19,11 +20,14 @@ from pydicom.uid import generate_uid
 from carnet.common.v1 import common_pb2
 from carnet.identity.v1 import identity_service_pb2 as identity_pb
 from carnet.identity.v1 import resources_pb2 as identity_res
+from carnet.imaging.v1 import imaging_service_pb2 as pb
+from carnet.imaging.v1 import resources_pb2 as res
 from carnet_imaging.matching import INS_NIR_OID, ins_key_ok
 from carnet_kit.auth import Principal
 from carnet_kit.crypto import MasterKeyRing, open_blob
 from carnet_kit.data_keys import DataKeys
 from carnet_kit.db import create_pool
+from carnet_kit.status import parse_rpc_error
 
 pytestmark = pytest.mark.asyncio
 OPERATOR = Principal(subject="op-imaging", role="operator")
@@ -203,3 +207,72 @@ async def test_malformed_input_is_refused_and_the_scp_keeps_serving(
     assert await index.fetchval(
         "SELECT count(*) FROM instances WHERE sop_instance_uid = $1", dataset.SOPInstanceUID
     ) == 1
+
+
+async def test_an_operator_lists_assigns_and_rejects_quarantined_instances(
+    imaging: Any, register_pacs: Any, identity: Any, as_caller: Any, dcmtk: Any, tmp_path: Path, index: Any
+) -> None:
+    pacs = await register_pacs(local_issuer_of_patient_id="HOPITAL-ESSAI")
+    holder, _ = await enrol(identity, as_caller)
+    study = generate_uid()
+    local = [make_instance(tmp_path, patient_id="IPP-0042", issuer="HOPITAL-ESSAI", study=study)[1] for _ in range(2)]
+    stray = make_instance(tmp_path, patient_id="X", issuer="AILLEURS")[1]
+    paths = [tmp_path / f"{d.SOPInstanceUID}.dcm" for d in (*local, stray)]
+    assert (await store(dcmtk, imaging, pacs, *paths)).returncode == 0
+
+    listed = await imaging.stub.ListQuarantinedInstances(
+        pb.ListQuarantinedInstancesRequest(study_instance_uid=study), metadata=as_caller(OPERATOR)
+    )
+    assert listed.total_size == 2
+    assert {i.reason for i in listed.instances} == {res.QUARANTINE_REASON_UNKNOWN_PATIENT}
+    assert {i.patient_id for i in listed.instances} == {"IPP-0042"}
+    by_reason = await imaging.stub.ListQuarantinedInstances(
+        pb.ListQuarantinedInstancesRequest(
+            calling_ae_title=pacs.ae_title, reason=res.QUARANTINE_REASON_UNKNOWN_ISSUER
+        ),
+        metadata=as_caller(OPERATOR),
+    )
+    assert [i.sop_instance_uid for i in by_reason.instances] == [stray.SOPInstanceUID]
+
+    for bad, reason in (
+        (pb.ReassignQuarantinedInstancesRequest(study_instance_uid=study, holder_id=str(uuid.uuid4())),
+         "HOLDER_NOT_FOUND"),
+        (pb.ReassignQuarantinedInstancesRequest(study_instance_uid=generate_uid(), holder_id=holder),
+         "QUARANTINED_INSTANCE_NOT_FOUND"),
+        (pb.ReassignQuarantinedInstancesRequest(holder_id=holder), "FIELD_INVALID"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await imaging.stub.ReassignQuarantinedInstances(bad, metadata=as_caller(OPERATOR))
+        assert parse_rpc_error(caught.value).reason == reason
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await imaging.stub.ReassignQuarantinedInstances(
+            pb.ReassignQuarantinedInstancesRequest(study_instance_uid=study, holder_id=holder),
+            metadata=as_caller(Principal(subject="dr", role="professional")),
+        )
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+    done = await imaging.stub.ReassignQuarantinedInstances(
+        pb.ReassignQuarantinedInstancesRequest(study_instance_uid=study, holder_id=holder),
+        metadata=as_caller(OPERATOR),
+    )
+    assert (done.reassigned_count, list(done.study_instance_uids)) == (2, [study])
+    row = await index.fetchrow("SELECT holder_id, number_of_instances FROM studies WHERE study_instance_uid = $1", study)
+    assert (str(row["holder_id"]), row["number_of_instances"]) == (holder, 2)
+    assert await index.fetchval("SELECT count(*) FROM quarantined_instances WHERE study_instance_uid = $1", study) == 0
+    assert not (Path(imaging.settings.blob_dir) / "quarantine" / local[0].SOPInstanceUID).exists()
+
+    # The local id is now known: the next study of IPP-0042 from that PACS is filed at once.
+    later = make_instance(tmp_path, patient_id="IPP-0042", issuer="HOPITAL-ESSAI")[1]
+    assert (await store(dcmtk, imaging, pacs, tmp_path / f"{later.SOPInstanceUID}.dcm")).returncode == 0
+    assert str(await index.fetchval(
+        "SELECT holder_id FROM studies WHERE study_instance_uid = $1", later.StudyInstanceUID
+    )) == holder
+
+    rejected = await imaging.stub.RejectQuarantinedInstances(
+        pb.RejectQuarantinedInstancesRequest(sop_instance_uids=[stray.SOPInstanceUID], reason="pas chez nous"),
+        metadata=as_caller(OPERATOR),
+    )
+    assert rejected.rejected_count == 1
+    assert await index.fetchval(
+        "SELECT count(*) FROM quarantined_instances WHERE sop_instance_uid = $1", stray.SOPInstanceUID
+    ) == 0

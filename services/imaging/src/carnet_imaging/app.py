@@ -14,6 +14,7 @@ from carnet_imaging.dicom import DicomServer
 from carnet_imaging.ingest import Ingest
 from carnet_imaging.matching import PatientMatcher
 from carnet_imaging.peers import IdentityDirectory
+from carnet_imaging.quarantine import Quarantine
 from carnet_imaging.registry import AeRegistry, CallingAeTitles
 from carnet_imaging.servicer import ImagingServicer
 from carnet_imaging.settings import ImagingSettings
@@ -47,7 +48,8 @@ async def build(settings: ImagingSettings, *, verifier: TokenVerifier | None = N
     keys = DataKeys(base.pool, ring, what="DICOM object", cache_seconds=settings.key_cache_seconds)
     matcher = PatientMatcher(base.pool, identity, cache_seconds=settings.identity_cache_seconds)
     ingest = Ingest(base.pool, blobs, keys, matcher)
-    servicer = ImagingServicer(registry)  # type: ignore[abstract]
+    quarantine = Quarantine(base.pool, blobs, keys, ingest, identity)
+    servicer = ImagingServicer(registry, quarantine)  # type: ignore[abstract]
     dicom = DicomServer(
         settings.dicom_listen,
         settings.dicom_ae_title,

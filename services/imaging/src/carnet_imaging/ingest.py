@@ -33,6 +33,7 @@ from carnet_imaging.matching import Match, PatientMatcher, QuarantineReason, iss
 from carnet_imaging.registry import AeRecord
 from carnet_kit.crypto import seal
 from carnet_kit.data_keys import DataKeys, KeyOwner
+from carnet_kit.errors import FailedPrecondition
 from carnet_kit.objectstore import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ class Ingest:
             )
             if match.holder_id is not None:
                 try:
-                    stored = await self._file(part10, digest, attributes, match.holder_id, source, organisation_id)
+                    stored = await self._file(
+                        part10, digest, attributes, match.holder_id, source.client_id, source.ae_title, organisation_id
+                    )
                 except _StudyOfAnotherHolder:
                     match = Match.quarantine(QuarantineReason.IDENTITY_MISMATCH)
                 else:
@@ -107,13 +110,30 @@ class Ingest:
             _stored.add(1, {"outcome": stored.outcome})
             return stored
 
+    async def file(self, part10: bytes, holder_id: uuid.UUID, *, client_id: str, ae_title: str) -> Stored:
+        """File an instance under ``holder_id`` without matching (an operator's reassignment).
+
+        FAILED_PRECONDITION ``STUDY_OF_ANOTHER_HOLDER`` when its study is filed under someone else.
+        """
+        attributes = index_attributes(part10)
+        digest = hashlib.sha256(part10).hexdigest()
+        try:
+            return await self._file(part10, digest, attributes, holder_id, client_id, ae_title, "")
+        except _StudyOfAnotherHolder:
+            raise FailedPrecondition(
+                f"study {attributes.study_instance_uid} is filed under another holder",
+                reason="STUDY_OF_ANOTHER_HOLDER",
+                metadata={"study_instance_uid": attributes.study_instance_uid},
+            ) from None
+
     async def _file(
         self,
         part10: bytes,
         digest: str,
         attributes: IndexAttributes,
         holder_id: uuid.UUID,
-        source: AeRecord,
+        client_id: str,
+        ae_title: str,
         organisation_id: str,
     ) -> Stored:
         sop = attributes.sop_instance_uid
@@ -126,7 +146,9 @@ class Ingest:
         key = await self._keys.data_key(holder_id, create_for=holder_key(holder_id))
         await self._blobs.put(blob_key, seal(key, blob_key, part10), "application/octet-stream")
         try:
-            replaced = await self._index(part10, digest, attributes, holder_id, blob_key, source, organisation_id)
+            replaced = await self._index(
+                part10, digest, attributes, holder_id, blob_key, client_id, ae_title, organisation_id
+            )
         except BaseException:
             if existing is None:
                 await self._blobs.delete(blob_key)
@@ -140,7 +162,8 @@ class Ingest:
         a: IndexAttributes,
         holder_id: uuid.UUID,
         blob_key: str,
-        source: AeRecord,
+        client_id: str,
+        ae_title: str,
         organisation_id: str,
     ) -> bool:
         """Write the index rows; True when an instance of that UID was replaced."""
@@ -172,8 +195,8 @@ class Ingest:
                 a.study_id or "",
                 a.referring_physician_name or "",
                 modality,
-                source.client_id,
-                source.ae_title,
+                client_id,
+                ae_title,
                 organisation_id,
             )
             if owner != holder_id:
@@ -226,8 +249,8 @@ class Ingest:
                 digest,
                 blob_key,
                 holder_id,
-                source.client_id,
-                source.ae_title,
+                client_id,
+                ae_title,
             )
             await conn.execute(
                 "UPDATE series SET number_of_instances = number_of_instances + 1 WHERE series_instance_uid = $1",

@@ -13,12 +13,14 @@ from google.protobuf import empty_pb2, timestamp_pb2
 from carnet.imaging.v1 import imaging_service_pb2 as pb
 from carnet.imaging.v1 import imaging_service_pb2_grpc as pb_grpc
 from carnet.imaging.v1 import resources_pb2 as res
+from carnet_imaging.quarantine import Quarantine, QuarantinedRecord
 from carnet_imaging.registry import AeRecord, AeRegistry, ae_title_of, require_operator
 from carnet_kit.auth import current_principal
 from carnet_kit.errors import InvalidArgument
 from carnet_kit.paging import decode_page_token, encode_page_token, page_size
 
 AE_PAGE_DEFAULT, AE_PAGE_MAX = 100, 1000
+QUARANTINE_PAGE_DEFAULT, QUARANTINE_PAGE_MAX = 100, 1000
 
 
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -58,8 +60,9 @@ _MASK_FIELDS = {
 class ImagingServicer(pb_grpc.ImagingServiceServicer):
     """The imaging API."""
 
-    def __init__(self, registry: AeRegistry) -> None:
+    def __init__(self, registry: AeRegistry, quarantine: Quarantine) -> None:
         self._registry = registry
+        self._quarantine = quarantine
 
     # ---- AE registry
 
@@ -124,3 +127,73 @@ class ImagingServicer(pb_grpc.ImagingServiceServicer):
     ) -> empty_pb2.Empty:
         await self._registry.delete(current_principal(), request.application_entity_id)
         return empty_pb2.Empty()
+
+    # ---- quarantine
+
+    async def ListQuarantinedInstances(
+        self, request: pb.ListQuarantinedInstancesRequest, context: Any
+    ) -> pb.ListQuarantinedInstancesResponse:
+        reason = ""
+        if request.reason != res.QUARANTINE_REASON_UNSPECIFIED:
+            if request.reason not in res.QuarantineReason.values():
+                raise InvalidArgument(f"unknown reason {request.reason}", field="reason", reason="FIELD_INVALID")
+            reason = res.QuarantineReason.Name(request.reason).removeprefix("QUARANTINE_REASON_")
+        scope = f"quarantine|{request.study_instance_uid.strip()}|{request.calling_ae_title.strip()}|{reason}"
+        limit = page_size(request.page_size, default=QUARANTINE_PAGE_DEFAULT, maximum=QUARANTINE_PAGE_MAX)
+        position = decode_page_token(request.page_token, scope)
+        after = (str(position[0]), str(position[1])) if position else None
+        records, total = await self._quarantine.list_instances(
+            current_principal(),
+            study_instance_uid=request.study_instance_uid,
+            calling_ae_title=request.calling_ae_title,
+            reason=reason,
+            after=after,
+            limit=limit + 1,
+        )
+        token = ""
+        if len(records) > limit:
+            records = records[:limit]
+            token = encode_page_token([records[-1].received_at.isoformat(), records[-1].sop_instance_uid], scope)
+        return pb.ListQuarantinedInstancesResponse(
+            instances=[_quarantined_proto(record) for record in records], next_page_token=token, total_size=total
+        )
+
+    async def ReassignQuarantinedInstances(
+        self, request: pb.ReassignQuarantinedInstancesRequest, context: Any
+    ) -> pb.ReassignQuarantinedInstancesResponse:
+        count, studies = await self._quarantine.reassign(
+            current_principal(),
+            sop_instance_uids=list(request.sop_instance_uids),
+            study_instance_uid=request.study_instance_uid,
+            holder_id=request.holder_id,
+        )
+        return pb.ReassignQuarantinedInstancesResponse(reassigned_count=count, study_instance_uids=studies)
+
+    async def RejectQuarantinedInstances(
+        self, request: pb.RejectQuarantinedInstancesRequest, context: Any
+    ) -> pb.RejectQuarantinedInstancesResponse:
+        count = await self._quarantine.reject(
+            current_principal(),
+            sop_instance_uids=list(request.sop_instance_uids),
+            study_instance_uid=request.study_instance_uid,
+            reason=request.reason,
+        )
+        return pb.RejectQuarantinedInstancesResponse(rejected_count=count)
+
+
+def _quarantined_proto(record: QuarantinedRecord) -> res.QuarantinedInstance:
+    return res.QuarantinedInstance(
+        sop_instance_uid=record.sop_instance_uid,
+        series_instance_uid=record.series_instance_uid,
+        study_instance_uid=record.study_instance_uid,
+        sop_class_uid=record.sop_class_uid,
+        patient_id=record.patient_id,
+        issuer_of_patient_id=record.issuer_of_patient_id,
+        patient_name=record.patient_name,
+        patient_birth_date=record.patient_birth_date,
+        patient_sex=record.patient_sex,
+        reason=res.QuarantineReason.Value("QUARANTINE_REASON_" + record.reason),
+        client_id=record.client_id,
+        calling_ae_title=record.calling_ae_title,
+        receive_time=_timestamp(record.received_at),
+    )
