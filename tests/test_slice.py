@@ -131,6 +131,25 @@ def test_problem_json_for_bad_requests(platform: Platform) -> None:
         not_pdf = _deposit(client, token, f"x-{uuid.uuid4()}", b"GIF89a not a pdf", "t")
         assert not_pdf.status_code == 400
         assert not_pdf.json()["reason"] == "CONTENT_FORMAT_MISMATCH"
+        # The same unique id with other bytes is a conflict; the same bytes again return the first document.
+        unique_id = f"x-{uuid.uuid4()}"
+        first = _deposit(client, token, unique_id, make_pdf("Premier", ["a"]), "t")
+        assert first.status_code == 201, first.text
+        again = _deposit(client, token, unique_id, make_pdf("Premier", ["a"]), "t")
+        assert again.status_code in (200, 201) and again.json()["document_id"] == first.json()["document_id"]
+        taken = _deposit(client, token, unique_id, make_pdf("Autre", ["b"]), "t")
+        assert taken.status_code == 409, taken.text
+        assert taken.headers["content-type"].startswith("application/problem+json")
+        assert taken.json()["reason"] == "UNIQUE_ID_TAKEN"
+        # Over the size limit (20 MB): cut off with a clear problem, nothing kept; beyond what the gateway reads
+        # whole (32 MiB) as well.
+        for size in (21 * 1024 * 1024, 33 * 1024 * 1024):
+            big_id = f"x-{uuid.uuid4()}"
+            big = _deposit(client, token, big_id, b"%PDF-1.4\n" + b"0" * size, "t")
+            assert big.status_code == 413, big.text[:300]
+            assert big.json()["reason"] == "DOCUMENT_TOO_LARGE"
+            # Nothing was kept under that unique id: other bytes with it are a new document, not a conflict.
+            assert _deposit(client, token, big_id, make_pdf("Petit", ["c"]), "t").status_code == 201
         wrong_secret = client.post(
             "/oauth/token", data={"grant_type": "client_credentials", "client_id": "lab-demo", "client_secret": "nope"}
         )

@@ -35,10 +35,15 @@ def problem(status: int, detail: str, *, reason: str = "", domain: str = "", ext
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+# Reasons whose HTTP status says more than their gRPC code's (a size limit is not a rate limit).
+_STATUS_BY_REASON = {"DOCUMENT_TOO_LARGE": 413, "ATTACHMENT_TOO_LARGE": 413}
+
+
 def from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     """The problem for a failed call to a service."""
     remote = parse_rpc_error(error)
     status = HTTP_STATUS_BY_CODE.get(remote.code, 502 if remote.code == grpc.StatusCode.UNAVAILABLE else 500)
+    status = _STATUS_BY_REASON.get(remote.reason, status)
     if remote.code == grpc.StatusCode.UNAVAILABLE:
         status = 503
     detail = remote.message if status < 500 or remote.reason else "a Carnet service failed"

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from fastapi import Request, UploadFile
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from python_multipart.multipart import parse_options_header
+from starlette.datastructures import UploadFile  # what request.form() gives (FastAPI's is a subclass)
 
 MAX_IN_MEMORY_BODY = 32 * 1024 * 1024
 """Bodies up to this length are read whole (a deposit is at most 20 MiB); longer ones are streamed."""

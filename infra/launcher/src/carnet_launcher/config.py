@@ -40,8 +40,9 @@ SERVICES: tuple[ServiceDef, ...] = (
 )
 GATEWAY_NAME = "gateway"
 GATEWAY_MODULE = "carnet_gateway"
-SEED_MODULES: tuple[str, ...] = ("carnet_identity", "carnet_dossier")
-"""Run in this order with ``seed-demo``: dossier's documents need identity's persons."""
+SEED_MODULES: tuple[str, ...] = ("carnet_identity", "carnet_dossier", "carnet_imaging")
+"""Run in this order with ``seed-demo``: dossier's documents and imaging's demo PACS need
+identity's persons and clients."""
 
 _PROXY_VARIABLES = (
     "http_proxy",
