@@ -191,6 +191,9 @@ def platform(tmp_path: Path, data_parent: Path) -> Iterator[Platform]:
     )
 
 
+SEEDS = ["identity seed", "dossier seed", "imaging seed"]
+
+
 def test_run_starts_everything_seeds_once_prints_the_banner_and_stops_in_order(
     platform: Platform,
 ) -> None:
@@ -204,7 +207,7 @@ def test_run_starts_everything_seeds_once_prints_the_banner_and_stops_in_order(
     assert "ACT-JD-2026" in banner, "activation code read from the seed's file"
     assert "camille.martin@demo.carnet.test" in banner
     assert platform.data.seeded_marker.exists()
-    assert [e for e in platform.events() if e.endswith("seed")] == ["identity seed", "dossier seed", "imaging seed"]
+    assert [e for e in platform.events() if e.endswith("seed")] == SEEDS
 
     ports = json.loads(platform.data.ports_file.read_text())
     identity = platform.child_env("identity")
@@ -245,7 +248,7 @@ def test_run_starts_everything_seeds_once_prints_the_banner_and_stops_in_order(
     launcher = platform.launch("run")
     platform.wait_for_output(launcher, "Ctrl-C stops everything")
     assert json.loads(platform.data.ports_file.read_text()) == ports
-    assert [e for e in platform.events() if e.endswith("seed")] == ["identity seed", "dossier seed", "imaging seed"]
+    assert [e for e in platform.events() if e.endswith("seed")] == SEEDS
     launcher.send_signal(signal.SIGINT)
     assert launcher.wait(STOP_TIMEOUT) == 0, platform.stderr()
     platform.assert_infra_stopped()
