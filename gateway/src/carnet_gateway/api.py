@@ -19,6 +19,7 @@ from carnet.dossier.v1 import resources_pb2 as dossier_res
 from carnet.identity.v1 import identity_service_pb2 as identity_pb
 from carnet.notify.v1 import notify_service_pb2 as notify_pb
 from carnet_gateway.backends import Backends
+from carnet_gateway.problems import problem
 from carnet_gateway.rpc_routes import parse_timestamp
 from carnet_gateway.security import Caller, authenticate, bearer_scheme
 from carnet_gateway.uploads import read_deposit_form
@@ -248,6 +249,16 @@ _DEPOSIT_BODY = {
 async def deposit_document(request: Request, caller: CallerDep) -> JSONResponse:
     form = await read_deposit_form(request)
     parsed = _parse_metadata(form.metadata)
+    limit = request.app.state.settings.max_document_bytes
+    if form.size is not None and form.size > limit:
+        # Refused here rather than cut off by dossier mid-stream: the answer does not race the upload.
+        return problem(
+            413,
+            f"the document exceeds the size limit of {limit} bytes",
+            reason="DOCUMENT_TOO_LARGE",
+            domain="gateway.carnet",
+            extra={"metadata": {"limit_bytes": str(limit)}},
+        )
 
     async def requests() -> AsyncIterator[dossier_pb.DepositDocumentRequest]:
         yield dossier_pb.DepositDocumentRequest(metadata=parsed)

@@ -23,6 +23,9 @@ class GatewaySettings:
     notify_addr: HostPort = HostPort("127.0.0.1", 50055)
     call_timeout_seconds: float = 10.0
     upload_timeout_seconds: float = 120.0
+    max_document_bytes: int = 20 * 1024 * 1024
+    """Largest document a deposit may carry: larger ones get 413 before anything reaches dossier (same
+    variable, ``CARNET_MAX_DOCUMENT_BYTES``, and default as dossier's own limit, which dossier also enforces)."""
     dev_mailbox_dir: Path | None = None
     dev_traces_url: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -89,6 +89,13 @@ class DepositForm:
     metadata: str
     content: bytes | UploadFile
 
+    @property
+    def size(self) -> int | None:
+        """The file's size in bytes, when known."""
+        if isinstance(self.content, bytes):
+            return len(self.content)
+        return self.content.size
+
     async def chunks(self, size: int) -> AsyncIterator[bytes]:
         """The file's bytes in pieces of at most ``size``."""
         if isinstance(self.content, bytes):
