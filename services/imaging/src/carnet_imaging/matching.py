@@ -79,7 +79,7 @@ def ins_key_ok(ins: str) -> bool:
 def contradicts(attributes: IndexAttributes, person: PersonFacts) -> bool:
     """Whether the instance's birth date or sex contradicts identity's."""
     born = (attributes.patient_birth_date or "").strip()
-    if born and person.birth_date and not born.startswith(person.birth_date) and born[:8] != person.birth_date:
+    if born and person.birth_date and not born.startswith(person.birth_date):
         return True
     sex = (attributes.patient_sex or "").strip().upper()
     return sex in ("M", "F") and person.sex in ("M", "F") and sex != person.sex

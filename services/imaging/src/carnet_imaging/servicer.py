@@ -5,10 +5,9 @@ Methods not written yet answer UNIMPLEMENTED through the generated base class.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from carnet.imaging.v1 import imaging_service_pb2 as pb
 from carnet.imaging.v1 import imaging_service_pb2_grpc as pb_grpc
@@ -18,17 +17,10 @@ from carnet_imaging.registry import AeRecord, AeRegistry, ae_title_of, require_o
 from carnet_kit.auth import current_principal
 from carnet_kit.errors import InvalidArgument
 from carnet_kit.paging import decode_page_token, encode_page_token, page_size
+from carnet_kit.protoconv import timestamp
 
 AE_PAGE_DEFAULT, AE_PAGE_MAX = 100, 1000
 QUARANTINE_PAGE_DEFAULT, QUARANTINE_PAGE_MAX = 100, 1000
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def ae_proto(record: AeRecord) -> res.ApplicationEntity:
@@ -42,8 +34,8 @@ def ae_proto(record: AeRecord) -> res.ApplicationEntity:
         move_destination=record.move_destination,
         local_issuer_of_patient_id=record.local_issuer_of_patient_id,
         description=record.description,
-        create_time=_timestamp(record.created_at),
-        update_time=_timestamp(record.updated_at),
+        create_time=timestamp(record.created_at),
+        update_time=timestamp(record.updated_at),
     )
 
 
@@ -195,5 +187,5 @@ def _quarantined_proto(record: QuarantinedRecord) -> res.QuarantinedInstance:
         reason=res.QuarantineReason.Value("QUARANTINE_REASON_" + record.reason),
         client_id=record.client_id,
         calling_ae_title=record.calling_ae_title,
-        receive_time=_timestamp(record.received_at),
+        receive_time=timestamp(record.received_at),
     )

@@ -417,13 +417,6 @@ def check_inbox_reader(caller: Principal, recipient_id: str) -> None:
     raise PermissionDenied("this inbox belongs to someone else", reason="NOT_RECIPIENT")
 
 
-def page_size(requested: int, *, default: int, maximum: int) -> int:
-    """The page size to use: the default for 0, at most the maximum."""
-    if requested < 0:
-        raise _invalid("page_size must not be negative", "page_size")
-    return min(requested or default, maximum)
-
-
 @dataclass(frozen=True)
 class Cursor:
     """Keyset position: the last row of the previous page (newest first)."""

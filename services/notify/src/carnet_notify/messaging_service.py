@@ -10,6 +10,7 @@ import asyncpg
 
 from carnet_kit.auth import Principal
 from carnet_kit.errors import NotFound
+from carnet_kit.paging import page_size
 from carnet_notify.attachments import AttachmentService, Binding, thread_not_found
 from carnet_notify.domain import (
     Cursor,
@@ -17,7 +18,6 @@ from carnet_notify.domain import (
     decode_page_token,
     encode_page_token,
     is_email_address,
-    page_size,
     prepare_notification,
 )
 from carnet_notify.kinds import PROVIDER_CHANNELS, Channel, Kind

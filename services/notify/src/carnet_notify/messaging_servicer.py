@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
-
-from google.protobuf import timestamp_pb2
 
 from carnet.notify.v1 import notify_service_pb2, resources_pb2
 from carnet_kit.auth import Principal, current_principal
 from carnet_kit.errors import InvalidArgument
+from carnet_kit.protoconv import timestamp
 from carnet_notify.attachments import AttachmentService
 from carnet_notify.messaging import check_attachment_metadata, parse_id
 from carnet_notify.messaging_service import MessagingService
 from carnet_notify.messaging_store import AttachmentRecord, MessageRecord, ThreadRecord
-
-
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def thread_proto(record: ThreadRecord) -> resources_pb2.Thread:
@@ -38,14 +28,14 @@ def thread_proto(record: ThreadRecord) -> resources_pb2.Thread:
                 subject=participant.subject,
                 role=Principal(subject=participant.subject, role=participant.role).to_actor().role,
                 display_name=participant.display_name,
-                last_read_time=_timestamp(participant.last_read_time),
+                last_read_time=timestamp(participant.last_read_time),
             )
             for participant in record.participants
         ],
         message_count=record.message_count,
         unread_count=record.unread_count,
-        create_time=_timestamp(record.create_time),
-        last_message_time=_timestamp(record.last_message_time),
+        create_time=timestamp(record.create_time),
+        last_message_time=timestamp(record.last_message_time),
     )
 
 
@@ -58,7 +48,7 @@ def attachment_proto(record: AttachmentRecord) -> resources_pb2.Attachment:
         size_bytes=record.size_bytes,
         sha256=record.sha256,
         saved_document_id=record.saved_document_id,
-        create_time=_timestamp(record.create_time),
+        create_time=timestamp(record.create_time),
     )
 
 
@@ -71,7 +61,7 @@ def message_proto(record: MessageRecord) -> resources_pb2.ThreadMessage:
         sender_display_name=record.sender_display_name,
         body=record.body,
         attachments=[attachment_proto(attachment) for attachment in record.attachments],
-        create_time=_timestamp(record.create_time),
+        create_time=timestamp(record.create_time),
     )
 
 

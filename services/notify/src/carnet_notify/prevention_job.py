@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from opentelemetry import trace
 
-from carnet_notify.domain import Cursor, NotificationIntent, prepare_notification
+from carnet_notify.domain import Cursor, NotificationIntent, RecipientPreferences, prepare_notification
 from carnet_notify.kinds import Channel, Kind
 from carnet_notify.peers import IdentityPersons, PersonFacts
 from carnet_notify.prevention import Due, to_send
@@ -85,7 +85,11 @@ class PreventionStore:
         return found
 
     async def record(
-        self, person: PersonFacts, due: Due, notify: NotifyStore, channels_unavailable: dict[Channel, str]
+        self,
+        person: PersonFacts,
+        due: Due,
+        preferences: RecipientPreferences,
+        channels_unavailable: dict[Channel, str],
     ) -> None:
         """Write the reminder and its notification together; ``AlreadySent`` (nothing written) when its
         period was claimed by another run since."""
@@ -98,7 +102,6 @@ class PreventionStore:
             email=person.email,
             source_event_id=f"prevention:{due.program.value}:{due.period}",
         )
-        preferences = await notify.get_preferences(person.person_id)
         prepared = prepare_notification(intent, preferences=preferences, unavailable=channels_unavailable)
         async with self._pool.acquire() as conn, conn.transaction():
             # The notification first (the reminder row refers to it), then the reminder's claim;
@@ -199,12 +202,14 @@ class PreventionJob:
         wake = False
         for person in dated:
             assert person.birth_date is not None
-            for reminder in to_send(person.birth_date, person.sex, day, sent_before.get(person.person_id, ())):
-                due += 1
-                if dry_run:
-                    continue
+            reminders = to_send(person.birth_date, person.sex, day, sent_before.get(person.person_id, ()))
+            due += len(reminders)
+            if dry_run or not reminders:
+                continue
+            preferences = await self._notify.get_preferences(person.person_id)
+            for reminder in reminders:
                 try:
-                    await self.store.record(person, reminder, self._notify, self._unavailable)
+                    await self.store.record(person, reminder, preferences, self._unavailable)
                 except AlreadySent:
                     due -= 1  # another replica or run sent it since this page was read
                     continue

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from google.protobuf import timestamp_pb2
 from opentelemetry import trace
 
 from carnet.common.v1 import common_pb2
 from carnet.notify.v1 import notify_service_pb2, notify_service_pb2_grpc, resources_pb2
 from carnet_kit.auth import current_principal, require_role
 from carnet_kit.errors import InvalidArgument, NotFound
+from carnet_kit.paging import page_size
+from carnet_kit.protoconv import timestamp
 from carnet_kit.telemetry import ATTR_HOLDER_ID
 from carnet_notify.attachments import AttachmentService
 from carnet_notify.domain import (
@@ -29,7 +30,6 @@ from carnet_notify.domain import (
     decode_page_token,
     encode_page_token,
     mask_destination,
-    page_size,
     prepare_notification,
     visible_parameters,
 )
@@ -83,14 +83,6 @@ def _state_from_proto(value: resources_pb2.DeliveryState.ValueType) -> DeliveryS
     return DeliveryState(resources_pb2.DeliveryState.Name(value).removeprefix("DELIVERY_STATE_"))
 
 
-def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _uuid(text: str, field_name: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
@@ -107,7 +99,7 @@ def _notification_proto(record: NotificationRecord) -> resources_pb2.Notificatio
         parameters=visible_parameters(record.parameters),
         email=record.email,
         phone=record.phone,
-        create_time=_timestamp(record.create_time),
+        create_time=timestamp(record.create_time),
         source_event_id=record.source_event_id,
     )
 
@@ -120,8 +112,8 @@ def _inbox_item_proto(record: InboxItemRecord) -> resources_pb2.InboxItem:
         title=record.title,
         body=record.body,
         parameters=record.parameters,
-        create_time=_timestamp(record.create_time),
-        read_time=_timestamp(record.read_time),
+        create_time=timestamp(record.create_time),
+        read_time=timestamp(record.read_time),
         source_event_id=record.source_event_id,
     )
 
@@ -138,8 +130,8 @@ def _delivery_proto(record: DeliveryRecord) -> resources_pb2.Delivery:
         attempts=[
             resources_pb2.DeliveryAttempt(
                 attempt_number=attempt.attempt_number,
-                start_time=_timestamp(attempt.start_time),
-                end_time=_timestamp(attempt.end_time),
+                start_time=timestamp(attempt.start_time),
+                end_time=timestamp(attempt.end_time),
                 outcome=resources_pb2.AttemptOutcome.Value("ATTEMPT_OUTCOME_" + attempt.outcome.value)
                 if attempt.outcome is not None
                 else resources_pb2.ATTEMPT_OUTCOME_UNSPECIFIED,
@@ -147,9 +139,9 @@ def _delivery_proto(record: DeliveryRecord) -> resources_pb2.Delivery:
             )
             for attempt in record.attempts
         ],
-        next_attempt_time=_timestamp(record.next_attempt_time) if record.state.is_open else None,
-        create_time=_timestamp(record.create_time),
-        update_time=_timestamp(record.update_time),
+        next_attempt_time=timestamp(record.next_attempt_time) if record.state.is_open else None,
+        create_time=timestamp(record.create_time),
+        update_time=timestamp(record.update_time),
     )
 
 
@@ -166,7 +158,7 @@ def _preferences_proto(preferences: RecipientPreferences) -> resources_pb2.Prefe
             )
         )
     return resources_pb2.Preferences(
-        recipient_id=preferences.recipient_id, channels=channels, update_time=_timestamp(preferences.update_time)
+        recipient_id=preferences.recipient_id, channels=channels, update_time=timestamp(preferences.update_time)
     )
 
 
@@ -355,6 +347,6 @@ def _reminder_proto(record: ReminderRecord) -> resources_pb2.PreventionReminder:
         program=resources_pb2.PreventionProgram.Value("PREVENTION_PROGRAM_" + record.program),
         period=record.period,
         detail=record.detail,
-        send_time=_timestamp(record.send_time),
+        send_time=timestamp(record.send_time),
         notification_id=str(record.notification_id),
     )
